@@ -1,0 +1,103 @@
+"""Benchmark the log-mel front end against librosa, both measured in this run.
+
+* batch: a 10 s clip through librosa and through :func:`audioclassifier.features.logmel`;
+* stream: 1 s of new audio through :class:`LogMelStream` against what a naive edge loop does,
+  librosa recomputing the whole 10 s window every second.
+
+Prints ``name: value`` lines and ends with ``logmel_batch_ratio`` (goal <= 0.35) and
+``logmel_stream_ratio`` (goal <= 0.05). Both sides run single-threaded (BLAS and FFT).
+Usage: ``python bench/features.py [--repeats N] [--clip FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import librosa  # noqa: E402
+import numpy as np  # noqa: E402
+
+from audioclassifier.audio_io import load_audio  # noqa: E402
+from audioclassifier.features import LogMelParams, LogMelStream, logmel  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def median_seconds(fn: Callable[[], object], *, repeats: int, warmup: int = 3) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls after a warm-up."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def librosa_logmel(y: np.ndarray, p: LogMelParams) -> np.ndarray:
+    """The reference: librosa with the same parameters and framing."""
+    s = librosa.feature.melspectrogram(
+        y=y, sr=p.sample_rate, n_fft=p.n_fft, hop_length=p.hop_length, n_mels=p.n_mels,
+        fmin=p.fmin, fmax=p.fmax_hz, power=p.power, center=False,
+    )
+    return librosa.power_to_db(s, ref=1.0, amin=1e-10, top_db=None)
+
+
+def test_clip(path: str | None, p: LogMelParams) -> tuple[np.ndarray, str]:
+    """A real 10 s recording from ../shared/data if present, else a synthetic machine clip."""
+    candidates = [Path(path)] if path else [REPO.parent / "shared/data/dcase2020-task2-dev-slice/id_00/normal/normal_id_00_00000000.wav"]
+    for c in candidates:
+        if c.is_file():
+            return load_audio(c, sample_rate=p.sample_rate)[: 10 * p.sample_rate], str(c)
+    rng = np.random.default_rng(0)
+    t = np.arange(10 * p.sample_rate) / p.sample_rate
+    y = 0.3 * np.sin(2 * np.pi * 120 * t) + 0.05 * rng.standard_normal(t.size)
+    return y.astype(np.float32), "synthetic"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--clip", help="a WAV file to use instead of the default real clip")
+    args = ap.parse_args()
+
+    p = LogMelParams()
+    y, source = test_clip(args.clip, p)
+    print(f"clip: {source} ({len(y) / p.sample_rate:.1f} s, {p.n_mels} mels, n_fft {p.n_fft}, hop {p.hop_length})")
+    err = float(np.abs(logmel(y, params=p) - librosa_logmel(y, p)).max())
+    print(f"max_abs_diff_db: {err:.2e}")
+
+    t_lib = median_seconds(lambda: librosa_logmel(y, p), repeats=args.repeats)
+    t_ours = median_seconds(lambda: logmel(y, params=p), repeats=args.repeats)
+
+    # streaming: the stream has seen 9 s; each step pushes the next second
+    sec = p.sample_rate
+    stream = LogMelStream(p)
+    stream.push(y[: 9 * sec])
+    new = y[9 * sec : 10 * sec]
+    state = stream._tail.copy()
+
+    def stream_step() -> None:
+        stream._tail = state  # replay the same second from the same state each repeat
+        stream.push(new)
+
+    t_stream = median_seconds(stream_step, repeats=args.repeats * 3)
+
+    print(f"librosa_10s_ms: {t_lib * 1e3:.2f}")
+    print(f"logmel_batch_10s_ms: {t_ours * 1e3:.2f}")
+    print(f"logmel_stream_1s_ms: {t_stream * 1e3:.3f}")
+    print(f"logmel_batch_ratio: {t_ours / t_lib:.3f}")
+    print(f"logmel_stream_ratio: {t_stream / t_lib:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Audio file input and output: read any WAV/FLAC soundfile can, to mono float32 at the model rate.
+
+libsndfile (through soundfile) reads what Python's ``wave`` module rejects, such as MIMII's
+8-channel WAVE_FORMAT_EXTENSIBLE files, and 8/16/24/32-bit integer or float samples. Anything
+unreadable, truncated, empty or non-finite raises :class:`AudioFileError`, which names the file
+and the reason, so batch tools can report it and go on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "AudioFileError",
+    "AudioInfo",
+    "audio_info",
+    "iter_blocks",
+    "load_audio",
+    "resample",
+    "to_mono",
+    "write_wav",
+]
+
+#: File name suffixes that the batch tools pick up in a folder tree.
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+_SIZE_MISMATCH = re.compile(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.IGNORECASE)
+
+
+class AudioFileError(Exception):
+    """An audio file that cannot be used: ``path`` names it and ``reason`` says why."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, from its header."""
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+    @property
+    def seconds(self) -> float:
+        """Duration in seconds."""
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
+    """Open for reading, turning every libsndfile failure into AudioFileError."""
+    p = Path(path)
+    if not p.exists():
+        raise AudioFileError(p, "file not found")
+    if not p.is_file():
+        raise AudioFileError(p, "not a regular file")
+    if p.stat().st_size == 0:
+        raise AudioFileError(p, "empty file (0 bytes)")
+    try:
+        f = sf.SoundFile(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioFileError(p, f"not a readable audio file ({_clean(exc)})") from exc
+    try:
+        if f.samplerate <= 0:
+            raise AudioFileError(p, f"invalid sample rate {f.samplerate} in header")
+        if f.frames <= 0:
+            raise AudioFileError(p, "no audio samples (0 frames)")
+        _check_not_truncated(f, p)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _clean(exc: BaseException) -> str:
+    """libsndfile's message without the path repeated in it."""
+    msg = str(exc).strip() or type(exc).__name__
+    return msg.replace("Error opening ", "").strip()
+
+
+def _check_not_truncated(f: sf.SoundFile, p: Path) -> None:
+    """Refuse a file whose data chunk is shorter than its header declares (a cut-off copy).
+
+    libsndfile quietly reads what is there and notes ``data : N (should be M)`` in its log.
+    """
+    m = _SIZE_MISMATCH.search(f.extra_info or "")
+    if m:
+        declared, present = int(m.group(1)), int(m.group(2))
+        if present < declared:
+            raise AudioFileError(
+                p, f"truncated: header declares {declared} data bytes, the file holds {present}"
+            )
+
+
+def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
+    """Header facts of an audio file (raises :class:`AudioFileError` if unusable)."""
+    with _open(path) as f:
+        return AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype)
+
+
+def to_mono(x: np.ndarray, *, channel: int | None = None) -> np.ndarray:
+    """``(frames, channels)`` → 1-D: pick ``channel`` (0-based) or, if None, average all channels."""
+    if x.ndim == 1:
+        if channel not in (None, 0):
+            raise ValueError(f"channel {channel} requested from mono audio")
+        return x
+    n = x.shape[1]
+    if channel is None:
+        return x[:, 0].copy() if n == 1 else x.mean(axis=1, dtype=np.float32)
+    if not -n <= channel < n:
+        raise ValueError(f"channel {channel} requested, the audio has {n} channel(s)")
+    return np.ascontiguousarray(x[:, channel])
+
+
+def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
+    """High-quality resampling with soxr (float32 in, float32 out); a no-op when rates match."""
+    if orig_sr == target_sr:
+        return y
+    return soxr.resample(y, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def load_audio(
+    path: str | os.PathLike[str], *, sample_rate: int | None = 16000, channel: int | None = None
+) -> np.ndarray:
+    """Read a whole file as mono float32 in [-1, 1], resampled to ``sample_rate`` (None: keep).
+
+    ``channel`` picks one channel (0-based); None mixes all channels down.
+    """
+    with _open(path) as f:
+        sr = int(f.samplerate)
+        try:
+            x = f.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioFileError(path, f"read failed ({_clean(exc)})") from exc
+    if x.shape[0] == 0:
+        raise AudioFileError(path, "no audio samples could be read")
+    if not np.isfinite(x).all():
+        raise AudioFileError(path, "contains NaN or infinite samples")
+    try:
+        y = to_mono(x, channel=channel)
+    except ValueError as exc:
+        raise AudioFileError(path, str(exc)) from exc
+    return resample(y, orig_sr=sr, target_sr=sample_rate) if sample_rate else y
+
+
+def iter_blocks(
+    path: str | os.PathLike[str],
+    *,
+    block_frames: int,
+    sample_rate: int | None = 16000,
+    channel: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield mono float32 blocks of a file of any length, resampled on the fly (for replay).
+
+    Memory stays bounded by ``block_frames``; the last block may be shorter.
+    """
+    if block_frames <= 0:
+        raise ValueError(f"block_frames must be positive, got {block_frames}")
+    with _open(path) as f:
+        sr = int(f.samplerate)
+        if channel is not None and not -f.channels <= channel < f.channels:
+            raise AudioFileError(path, f"channel {channel} requested, the file has {f.channels} channel(s)")
+        stream = None if not sample_rate or sample_rate == sr else soxr.ResampleStream(
+            sr, sample_rate, 1, dtype="float32", quality="HQ"
+        )
+        while True:
+            try:
+                x = f.read(block_frames, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioFileError(path, f"read failed ({_clean(exc)})") from exc
+            last = x.shape[0] < block_frames
+            if x.shape[0] and not np.isfinite(x).all():
+                raise AudioFileError(path, "contains NaN or infinite samples")
+            y = to_mono(x, channel=channel)
+            if stream is not None:
+                y = stream.resample_chunk(y, last=last)
+            if y.size:
+                yield y
+            if last:
+                return
+
+
+def write_wav(
+    path: str | os.PathLike[str], y: np.ndarray, *, sample_rate: int, subtype: str = "PCM_16"
+) -> Path:
+    """Write mono (or ``(frames, channels)``) float audio as WAV, durably and atomically.
+
+    The data goes to a temporary file in the same folder, is fsynced, then renamed over ``path``:
+    a reader never sees half a file, and a crash leaves either the old file or the new one.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            sf.write(fh, np.asarray(y, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return dest
