@@ -32,14 +32,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def median_seconds(fn: Callable[[], object], *, repeats: int, warmup: int = 3) -> float:
-    """Median wall time of ``fn`` over ``repeats`` calls after a warm-up."""
+    """Median CPU time of ``fn`` over ``repeats`` calls after a warm-up.
+
+    Both sides run on one thread, so process CPU time is the fair measure, and it stays stable
+    when other processes load the machine (wall time does not).
+    """
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return statistics.median(times)
 
 

@@ -163,6 +163,8 @@ def _model(v: Any) -> ModelRef:
     if not isinstance(v, Mapping):
         raise SettingsError("model", f"must be an object with url, sha256, version, got {v!r}")
     url, sha, version = v.get("url", ""), v.get("sha256", ""), v.get("version", "")
+    if url == sha == version == "":
+        return ModelRef()  # no over-the-air model: the one in the image (or --model) stays
     if not isinstance(url, str) or not url.startswith(("https://", "file://")):
         raise SettingsError("model.url", f"must be an https:// or file:// URL, got {url!r}")
     if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha):
