@@ -1,0 +1,285 @@
+"""``python -m ml synth``: write a labelled tree of synthetic machine sounds, or one long recording.
+
+Tree mode (default) writes ``OUT/<label>/id_<NN>/<label>_id_<NN>_<KKKK>.wav`` (mono PCM_16) and
+``OUT/manifest.csv`` (path, label, machine_id, severity, snr_db, seed). Several ``--snr-db`` values
+are cycled over the clips of each machine and label (clip k gets value k mod count); the manifest
+says which clip got which. A manifest row reproduces its clip::
+
+    synth_clip(machine=machine_params(machine_id, seed=SEED), fault=label, severity=severity,
+               seconds=..., sample_rate=..., snr_db=snr_db, rng=numpy.random.default_rng(seed))
+
+Long mode (``--long-seconds``) writes one WAV in which a fault develops from ``--fault-start``,
+plus ``<OUT without .wav>.json`` describing it. The parser imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+_TREE_ONLY = ("labels", "machines", "first_machine_id", "clips_per_class", "seconds", "severity_range")
+_LONG_ONLY = ("fault", "fault_start", "ramp_seconds", "max_severity", "machine_id")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    """argparse type: an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _finite(text: str) -> float:
+    """argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _unit(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    value = _finite(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``synth`` verb and its options."""
+    p = subparsers.add_parser(
+        "synth",
+        help="synthetic machine sounds with faults",
+        description=(
+            "Synthetic rotating-machine sounds (fan/pump/motor) with fault modes normal, imbalance, "
+            "bearing, clogging, mixed with factory background at a given SNR. Tree mode writes "
+            "OUT/<label>/id_<NN>/<label>_id_<NN>_<KKKK>.wav and OUT/manifest.csv; with --long-seconds, "
+            "OUT is one WAV file in which a fault develops from --fault-start."
+        ),
+    )
+    add = p.add_argument
+    add("--out", required=True, type=Path, metavar="OUT", help="output folder (a .wav with --long-seconds)")
+    add("--seed", type=_nonnegative_int, default=0, metavar="N", help="seed of fleet and clips (default 0)")
+    add(
+        "--snr-db",
+        type=_finite,
+        action="append",
+        metavar="DB",
+        help="machine-to-background power ratio in dB (default 0); repeat to cycle over clips, e.g. -6, 0, 6",
+    )
+    add("--sample-rate", type=_positive_int, default=16000, metavar="HZ", help="Hz (default 16000)")
+    add = p.add_argument_group("tree mode").add_argument
+    add("--labels", metavar="L1,L2", help="comma-separated labels (default: all four)")
+    add("--machines", type=_positive_int, metavar="N", help="machine IDs per label (default 4)")
+    add("--first-machine-id", type=_nonnegative_int, metavar="ID", help="first machine ID (default 0)")
+    add("--clips-per-class", type=_positive_int, metavar="N", help="clips per label and machine (default 20)")
+    add("--seconds", type=_positive, metavar="S", help="clip length in seconds (default 10)")
+    add(
+        "--severity-range",
+        type=_unit,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="fault severity of each clip is drawn uniformly from [MIN, MAX] (default 0.5 1.0)",
+    )
+    add = p.add_argument_group("long-recording mode").add_argument
+    add("--long-seconds", type=_positive, metavar="S", help="write one recording this long to --out (a .wav)")
+    add("--fault", metavar="LABEL", help="fault that develops: imbalance, bearing, clogging (default normal)")
+    add("--fault-start", type=_finite, metavar="S", help="seconds of healthy sound first (default: half)")
+    add("--ramp-seconds", type=_positive, metavar="S", help="seconds to reach full severity (default 20)")
+    add("--max-severity", type=_unit, metavar="X", help="severity reached after the ramp (default 1.0)")
+    add("--machine-id", type=_nonnegative_int, metavar="ID", help="machine ID (default 0)")
+    p.set_defaults(_synth_parser=p)
+    return p
+
+
+def _error(args: argparse.Namespace, message: str) -> int:
+    """Print a usage error the way argparse does; return exit code 2."""
+    parser = getattr(args, "_synth_parser", None)
+    if parser is not None:
+        parser.print_usage(sys.stderr)
+    prog = parser.prog if parser is not None else "python -m ml synth"
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the tree or the long recording; 0 on success, 2 on bad arguments."""
+    from ml import synth
+
+    misplaced = _LONG_ONLY if args.long_seconds is None else _TREE_ONLY
+    given = [name for name in misplaced if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        mode = "needs --long-seconds" if args.long_seconds is None else "is for tree mode, not --long-seconds"
+        return _error(args, f"{flags} {mode}")
+    snrs = args.snr_db or [0.0]
+    try:
+        if args.long_seconds is not None:
+            return _run_long(args, snrs, synth)
+        return _run_tree(args, snrs, synth)
+    except ValueError as exc:
+        return _error(args, str(exc))
+
+
+def _run_tree(args: argparse.Namespace, snrs: list[float], synth: ModuleType) -> int:
+    """Tree mode: every label x machine x clip, plus the manifest."""
+    import csv
+
+    import numpy as np
+    import soundfile
+
+    labels = [s.strip() for s in (args.labels or ",".join(synth.FAULTS)).split(",") if s.strip()]
+    unknown = [label for label in labels if label not in synth.FAULTS]
+    if unknown or not labels or len(set(labels)) != len(labels):
+        choices = ",".join(synth.FAULTS)
+        return _error(args, f"--labels must be distinct labels from {choices}, got {args.labels!r}")
+    machines = args.machines or 4
+    first = args.first_machine_id or 0
+    clips = args.clips_per_class or 20
+    seconds = args.seconds or 10.0
+    sev_lo, sev_hi = args.severity_range or (0.5, 1.0)
+    if sev_lo > sev_hi:
+        return _error(args, f"--severity-range MIN must be <= MAX, got {sev_lo} {sev_hi}")
+    if round(seconds * args.sample_rate) < 1:
+        return _error(args, f"--seconds {seconds} gives no samples")
+    if args.out.exists() and not args.out.is_dir():
+        return _error(args, f"--out {args.out} exists and is not a folder")
+
+    ids = list(range(first, first + machines))
+    fleet = {i: synth.machine_params(i, seed=args.seed) for i in ids}
+    args.out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(args.out / "manifest.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "machine_id", "severity", "snr_db", "seed"])
+        for label in labels:
+            code = synth.FAULTS.index(label)  # stable per label, whatever --labels' order
+            for i in ids:
+                folder = args.out / label / f"id_{i:02d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                for k in range(clips):
+                    clip_seed = int(np.random.SeedSequence([args.seed, i, code, k]).generate_state(1)[0])
+                    severity = 0.0
+                    if label != "normal":
+                        draw = np.random.default_rng(np.random.SeedSequence([args.seed, i, code, k, 1]))
+                        severity = round(float(draw.uniform(sev_lo, sev_hi)), 4)
+                    snr = snrs[k % len(snrs)]
+                    x = synth.synth_clip(
+                        machine=fleet[i],
+                        fault=label,
+                        severity=severity,
+                        seconds=seconds,
+                        sample_rate=args.sample_rate,
+                        snr_db=snr,
+                        rng=np.random.default_rng(clip_seed),
+                    )
+                    path = folder / f"{label}_id_{i:02d}_{k:04d}.wav"
+                    soundfile.write(path, x, args.sample_rate, subtype="PCM_16")
+                    row = [path.relative_to(args.out).as_posix(), label, i, severity, snr, clip_seed]
+                    writer.writerow(row)
+                    count += 1
+    snr_text = ", ".join(f"{s:g}" for s in snrs)
+    print(
+        f"wrote {count} clips ({len(labels)} labels x {machines} machines x {clips} clips, {seconds:g} s, "
+        f"{args.sample_rate} Hz, SNR {snr_text} dB) to {args.out}; manifest: {args.out / 'manifest.csv'}"
+    )
+    for i, m in fleet.items():
+        print(
+            f"  id_{i:02d}: shaft {m.shaft_hz:.1f} Hz, {m.n_blades} blades "
+            f"(blade pass {m.blade_pass_hz:.0f} Hz), "
+            f"bearing defect {m.bearing_hz:.0f} Hz ringing {m.bearing_resonance_hz:.0f} Hz, "
+            f"clogging speed {m.clog_shift:+.1%}"
+        )
+    return 0
+
+
+def _run_long(args: argparse.Namespace, snrs: list[float], synth: ModuleType) -> int:
+    """Long mode: one WAV in which the fault develops, and a JSON sidecar that says how."""
+    import json
+
+    import soundfile
+
+    if len(snrs) != 1:
+        return _error(args, "--long-seconds takes a single --snr-db")
+    if args.out.suffix.lower() != ".wav":
+        return _error(args, f"with --long-seconds, --out must be a .wav file, got {args.out}")
+    fault = args.fault or "normal"
+    if fault not in synth.FAULTS:
+        return _error(args, f"--fault must be one of {', '.join(synth.FAULTS)}, got {fault!r}")
+    fault_start = args.long_seconds / 2 if args.fault_start is None else args.fault_start
+    if not 0.0 <= fault_start <= args.long_seconds:
+        limit = f"[0, --long-seconds={args.long_seconds:g}]"
+        return _error(args, f"--fault-start must be in {limit}, got {fault_start:g}")
+    ramp = args.ramp_seconds or 20.0
+    max_severity = 1.0 if args.max_severity is None else args.max_severity
+    machine_id = args.machine_id or 0
+    machine = synth.machine_params(machine_id, seed=args.seed)
+    x = synth.synth_recording(
+        machine=machine,
+        fault=fault,
+        fault_start=fault_start,
+        seconds=args.long_seconds,
+        ramp_seconds=ramp,
+        max_severity=max_severity,
+        sample_rate=args.sample_rate,
+        snr_db=snrs[0],
+        seed=args.seed,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(args.out, x, args.sample_rate, subtype="PCM_16")
+    info = {
+        "path": args.out.name,
+        "fault": fault,
+        "fault_start": fault_start,
+        "ramp_seconds": ramp,
+        "max_severity": max_severity,
+        "seconds": args.long_seconds,
+        "sample_rate": args.sample_rate,
+        "snr_db": snrs[0],
+        "machine_id": machine_id,
+        "seed": args.seed,
+        "shaft_hz": machine.shaft_hz,
+        "blade_pass_hz": machine.blade_pass_hz,
+    }
+    sidecar = args.out.with_suffix(".json")
+    sidecar.write_text(json.dumps(info, indent=2) + "\n")
+    story = (
+        "healthy throughout"
+        if fault == "normal"
+        else f"{fault} from {fault_start:g} s, severity {max_severity:g} from {fault_start + ramp:g} s"
+    )
+    print(
+        f"wrote {args.out} ({args.long_seconds:g} s, {args.sample_rate} Hz, SNR {snrs[0]:g} dB): "
+        f"machine id_{machine_id:02d}, {story}; details: {sidecar}"
+    )
+    return 0
