@@ -49,3 +49,100 @@ def save_spectrogram_png(
     finally:
         plt.close(fig)
     return dest
+
+
+# --- evaluation and clustering figures (``evaluate``, ``cluster``) ---------------------------
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.tight_layout()
+        fig.savefig(dest)
+    finally:
+        plt.close(fig)
+    return dest
+
+
+def save_confusion_png(matrix: list[list[int]], labels: list[str], path: str | os.PathLike[str], *,
+                       title: str = "", xlabel: str = "decision", ylabel: str = "true label") -> Path:
+    """A confusion matrix with counts in the cells and rows shaded by their share."""
+    m = np.asarray(matrix, dtype=np.float64)
+    share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * n, 1.0 + 0.7 * n), dpi=90)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", color="white" if share[i, j] > 0.6 else "black")
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(labels, rotation=30, ha="right")
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def save_roc_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike[str], *,
+                 title: str = "", max_fpr: float = 0.1) -> Path:
+    """ROC curves (name → (abnormal flags, scores)) with their AUC, and the pAUC region shaded."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=90)
+    ax.axvspan(0, max_fpr, color="0.92", label=f"pAUC region (FPR <= {max_fpr:g})")
+    for name, (y, s) in curves.items():
+        y = np.asarray(y, dtype=bool)
+        if y.all() or not y.any():
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", color="0.5")
+    ax.set_xlabel("false-positive rate (normal flagged)")
+    ax.set_ylabel("true-positive rate (abnormal flagged)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def save_score_histograms_png(scores_by_label: dict[str, np.ndarray], path: str | os.PathLike[str], *,
+                              threshold: float | None = None, title: str = "", xlabel: str = "score") -> Path:
+    """Overlaid score histograms, one per label, with the decision threshold."""
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
+    allv = np.concatenate([np.asarray(v, dtype=np.float64) for v in scores_by_label.values()]) if scores_by_label else np.zeros(1)
+    lo, hi = np.percentile(allv, [0, 99.5]) if allv.size else (0.0, 1.0)
+    if threshold is not None:
+        lo, hi = min(lo, threshold), max(hi, threshold)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 40)
+    for name, v in scores_by_label.items():
+        ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, alpha=0.5, label=f"{name} ({len(v)})", density=True)
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.3g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def save_scatter_png(xy: np.ndarray, groups: list[str], path: str | os.PathLike[str], *, title: str = "",
+                     xlabel: str = "PC 1", ylabel: str = "PC 2") -> Path:
+    """A 2-D scatter, one colour per group (e.g. proposed cluster)."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.4), dpi=90)
+    g = np.asarray(groups, dtype=object)
+    for name in sorted(set(groups)):
+        pts = xy[g == name]
+        ax.scatter(pts[:, 0], pts[:, 1], s=14, alpha=0.8, label=f"{name} ({len(pts)})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Loopback stand-ins for the Azure side (Mosquitto, hub responder, Azurite, file upload).
+pytest_plugins = ["harness.fixtures"]
 SHARED_DATA = Path(os.environ.get("AUSCULT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

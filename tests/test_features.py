@@ -98,19 +98,16 @@ params_strategy = st.builds(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(params=params_strategy, n=st.integers(0, 12000), seed=st.integers(0, 2**16), noise_db=st.sampled_from([-50.0, -30.0, 0.0]))
 def test_batch_matches_librosa_property(params: LogMelParams, n: int, seed: int, noise_db: float) -> None:
-    """Within 1e-3 dB for audio with a noise floor (every recording has one); see features.py on
-    bands more than ~80 dB under a frame's peak, where float32 FFT rounding shows."""
+    """Within 1e-3 dB wherever every FFT bin lies within ~80 dB of its frame's peak bin: with a
+    noise floor at -30 dB or above, whatever the FFT size. With a floor at -50 dB, short FFTs
+    leave single bins 90+ dB under the peak (Slaney norm lifts narrow low bands), where float32
+    FFT rounding shows: bounded at 0.25 dB (see features.py)."""
     y = tone_and_noise(n, sr=params.sample_rate, seed=seed, noise_db=noise_db)
     ours = logmel(y, params=params)
     assert ours.shape == (params.n_mels, n_frames(n, n_fft=params.n_fft, hop_length=params.hop_length))
     if ours.shape[1]:
-        ref = reference(y, params)
-        err = np.abs(ours - ref)
-        # float32 FFT rounding sits ~150 dB under a frame's peak bin: bands within 60 dB of their
-        # frame's strongest band agree to 1e-3 dB; deeper single-bin bands of short FFTs to 0.25 dB.
-        near = ref >= ref.max(axis=0, keepdims=True) - 60.0
-        assert err[near].max() <= TOL_DB
-        assert err.max() <= 0.25
+        err = np.abs(ours - reference(y, params)).max()
+        assert err <= (TOL_DB if noise_db >= -30.0 else 0.25)
 
 
 @settings(max_examples=60, deadline=None)
@@ -193,3 +190,17 @@ def test_params_dict_roundtrip() -> None:
     assert LogMelParams.from_dict({**d, "window_seconds": 10.0}) == LogMelParams(n_mels=64, fmin=20.0, fmax=8000.0)
     with pytest.raises(ValueError, match="n_fft"):
         LogMelParams.from_dict({"n_fft": "1024"})
+
+
+def test_batch_form_is_thread_safe() -> None:
+    """Threads computing at once each get their own buffers (a shared buffer mixed their frames)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = LogMelParams()
+    signals = [tone_and_noise(48000, seed=s) for s in range(8)]
+    expected = [logmel(y, params=p) for y in signals]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda y: logmel(y, params=p), signals))
+            for g, e in zip(got, expected):
+                np.testing.assert_array_equal(g, e)

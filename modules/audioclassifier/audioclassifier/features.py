@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
@@ -220,9 +221,20 @@ class _Engine:
         return mel
 
 
-@functools.lru_cache(maxsize=8)
+_local = threading.local()
+
+
 def _engine(params: LogMelParams) -> _Engine:
-    return _Engine(params)
+    """This thread's engine for ``params``: engines own work buffers, so threads never share one."""
+    cache: dict[LogMelParams, _Engine] | None = getattr(_local, "engines", None)
+    if cache is None:
+        cache = _local.engines = {}
+    engine = cache.get(params)
+    if engine is None:
+        if len(cache) >= 8:
+            cache.pop(next(iter(cache)))
+        engine = cache[params] = _Engine(params)
+    return engine
 
 
 def _as_mono_float32(y: np.ndarray) -> np.ndarray:
@@ -237,7 +249,8 @@ def _as_mono_float32(y: np.ndarray) -> np.ndarray:
 def logmel(y: np.ndarray, *, params: LogMelParams = LogMelParams()) -> np.ndarray:
     """Log-mel spectrogram (dB) of mono float audio: float32 array of shape ``(n_mels, T)``.
 
-    ``T = n_frames(len(y))``; audio shorter than one frame gives zero columns.
+    ``T = n_frames(len(y))``; audio shorter than one frame gives zero columns. Thread-safe: each
+    thread computes with its own buffers.
     """
     y = _as_mono_float32(y)
     count = params.frames_for(y.shape[0])

@@ -1,0 +1,207 @@
+"""Full trainings and evaluations: synthetic machines at -6/0/+6 dB with unseen machine IDs, and the
+real sets in ../shared/data (BLDC motors split by motor, MIMII fan, the DCASE slice as normal-only).
+
+Every figure comes from ``evaluate`` (the exported ONNX model through onnxruntime) on files the
+model never trained on. Data trees are built in build/bench/ (synthetic audio, and symlinks to the
+real recordings: nothing is copied into the repository). Prints ``name: value`` lines at the end.
+
+    python bench/train.py [synthetic] [bldc] [mimii] [dcase]     (default: all)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AUSCULT_SHARED_DATA", REPO.parent / "shared" / "data"))
+WORK = REPO / "build" / "bench"
+PY = sys.executable
+FIGURES: dict[str, float | str] = {}
+
+
+def sh(*args: str) -> None:
+    """Run a ``python -m ml`` command, streaming its output."""
+    print("$ python -m ml " + " ".join(args), flush=True)
+    subprocess.run([PY, "-m", "ml", *args], check=True, cwd=REPO)
+
+
+def synth(out: Path, *args: str) -> Path:
+    """A synthetic tree (kept between runs when it exists)."""
+    if not (out / "manifest.csv").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        sh("synth", "--out", str(out), *args)
+    return out
+
+
+def train(data: Path, kind: str, out: Path, *extra: str) -> float:
+    """Train with the CLI; returns wall seconds."""
+    t0 = time.perf_counter()
+    sh("train", "--data", str(data), "--kind", kind, "--out", str(out), "--seed", "1", *extra)
+    return time.perf_counter() - t0
+
+
+def evaluate(model: Path, data: Path, name: str, *extra: str) -> dict:
+    """Evaluate with the CLI; record window and file figures under ``name``."""
+    rep = model.with_name(f"{model.stem}-{name}-report")
+    sh("evaluate", "--model", str(model), "--data", str(data), "--out", str(rep), *extra)
+    m = json.loads((rep / "metrics.json").read_text())
+    for level in ("window", "file"):
+        for key in ("auc", "pauc", "accuracy"):
+            v = m[level][key]
+            if v is not None:
+                FIGURES[f"{name}_{level}_{key}"] = round(v, 4)
+    return m
+
+
+def link_tree(dest: Path, mapping: dict[str, list[Path]]) -> Path:
+    """A dataset tree of symlinks: ``dest/<label>/<group>/<file>`` for ``{"label/group": files}``."""
+    shutil.rmtree(dest, ignore_errors=True)
+    for key, files in mapping.items():
+        d = dest / key
+        d.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (d / f.name).symlink_to(f.resolve())
+    return dest
+
+
+def bench_synthetic() -> None:
+    """Unseen machine IDs: train on IDs 0-23 (anomaly: normal only) / 0-11 (classifier), test on 40-45."""
+    syn = WORK / "synthetic"
+    tr_a = synth(syn / "train-normal", "--seed", "1", "--labels", "normal", "--machines", "24", "--clips-per-class", "8",
+                 "--snr-db", "-6", "--snr-db", "0", "--snr-db", "6")
+    tr_c = synth(syn / "train-labelled", "--seed", "1", "--machines", "12", "--clips-per-class", "6",
+                 "--snr-db", "-6", "--snr-db", "0", "--snr-db", "6")
+    tests = {snr: synth(syn / f"test-{snr}dB", "--seed", "1", "--first-machine-id", "40", "--machines", "6",
+                        "--clips-per-class", "6", "--snr-db", str(snr)) for snr in (-6, 0, 6)}
+    m_a = syn / "anomaly.onnx"
+    FIGURES["synthetic_anomaly_train_seconds"] = round(train(tr_a, "anomaly", m_a), 1)
+    m_c = syn / "classifier.onnx"
+    FIGURES["synthetic_classifier_train_seconds"] = round(train(tr_c, "classifier", m_c), 1)
+    for snr, te in tests.items():
+        evaluate(m_a, te, f"synthetic_anomaly_{snr}dB")
+        evaluate(m_c, te, f"synthetic_classifier_{snr}dB")
+    FIGURES["synthetic_anomaly_onnx_bytes"] = m_a.stat().st_size
+    FIGURES["synthetic_anomaly_ms_per_window"] = ms_per_window(m_a)
+    FIGURES["synthetic_classifier_ms_per_window"] = ms_per_window(m_c)
+
+
+def ms_per_window(model: Path) -> float:
+    """Single-window latency with onnxruntime on one thread."""
+    from ml.inference import OnnxModel
+
+    m = OnnxModel(model, threads=1)
+    x = np.random.default_rng(0).normal(-40, 10, (1, m.card.features.n_mels, m.card.window_frames)).astype(np.float32)
+    for _ in range(20):
+        m.run(x)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 1.0:
+        m.run(x)
+        n += 1
+    return round((time.perf_counter() - t0) / n * 1000, 4)
+
+
+def bench_bldc() -> None:
+    """BLDC motors, leave one healthy motor out: train normal = Healthy of the other motors; test =
+    the held-out motor's Healthy and Propeller files + Bearing (M4, never in training)."""
+    root = SHARED / "bldc-motor-sound"
+    if not root.is_dir():
+        print(f"skip bldc: {root} not found")
+        return
+    files = {(c, m.name): sorted(m.glob("*.wav")) for c in ("Healthy", "Bearing", "Propeller")
+             for m in sorted((root / c).iterdir()) if m.is_dir()}
+    motors = sorted(m for c, m in files if c == "Healthy")
+    aucs, accs = [], []
+    for held in motors:
+        base = WORK / "bldc" / f"holdout-{held}"
+        tr = link_tree(base / "train", {f"normal/{m}": files[("Healthy", m)] for m in motors if m != held})
+        te_map = {f"normal/{held}": files[("Healthy", held)], "bearing/M4": files[("Bearing", "M4")]}
+        if ("Propeller", held) in files:
+            te_map[f"propeller/{held}"] = files[("Propeller", held)]
+        te = link_tree(base / "test", te_map)
+        model = base / "anomaly.onnx"
+        train(tr, "anomaly", model, "--method", "gmm")
+        m = evaluate(model, te, f"bldc_anomaly_holdout_{held}")
+        aucs.append(m["file"]["auc"])
+        accs.append(m["file"]["accuracy"])
+    FIGURES["bldc_anomaly_file_auc_mean"] = round(float(np.mean(aucs)), 4)
+    FIGURES["bldc_anomaly_file_accuracy_mean"] = round(float(np.mean(accs)), 4)
+    # classifier: healthy vs propeller, leave one motor out (M1, M2 have both); bearing (M4) trains only
+    accs = []
+    for held in ("M1", "M2"):
+        base = WORK / "bldc" / f"clf-holdout-{held}"
+        tr_map = {f"normal/{m}": files[("Healthy", m)] for m in motors if m != held}
+        tr_map.update({f"propeller/{m}": files[("Propeller", m)] for m in ("M1", "M2") if m != held})
+        tr_map["bearing/M4"] = files[("Bearing", "M4")]
+        tr = link_tree(base / "train", tr_map)
+        te = link_tree(base / "test", {f"normal/{held}": files[("Healthy", held)],
+                                       f"propeller/{held}": files[("Propeller", held)]})
+        model = base / "classifier.onnx"
+        train(tr, "classifier", model, "--epochs", "20")
+        m = evaluate(model, te, f"bldc_classifier_holdout_{held}")
+        accs.append(m["file"]["accuracy"])
+    FIGURES["bldc_classifier_file_accuracy_mean"] = round(float(np.mean(accs)), 4)
+
+
+def bench_mimii() -> None:
+    """MIMII fan: 2-fold over the 10 normal clips (train on 5); test on the other 5 + 10 abnormal."""
+    root = SHARED / "mimii-demo-clips" / "fan"
+    if not root.is_dir():
+        print(f"skip mimii: {root} not found")
+        return
+    normal = sorted((root / "normal").glob("*.wav"))
+    abnormal = sorted((root / "abnormal").glob("*.wav"))
+    aucs = []
+    for fold in (0, 1):
+        tr_files = normal[fold::2]
+        te_files = normal[1 - fold :: 2]
+        base = WORK / "mimii" / f"fold{fold}"
+        tr = link_tree(base / "train", {"normal/fan": tr_files})
+        te = link_tree(base / "test", {"normal/fan": te_files, "abnormal/fan": abnormal})
+        model = base / "anomaly.onnx"
+        train(tr, "anomaly", model, "--method", "gmm")
+        m = evaluate(model, te, f"mimii_fan_anomaly_fold{fold}")
+        aucs.append(m["file"]["auc"])
+    FIGURES["mimii_fan_anomaly_file_auc_mean"] = round(float(np.mean(aucs)), 4)
+
+
+def bench_dcase() -> None:
+    """DCASE 2020 slice (one machine ID): train on 60 normal clips; test on 15 others + the 1 abnormal."""
+    root = SHARED / "dcase2020-task2-dev-slice" / "id_00"
+    if not root.is_dir():
+        print(f"skip dcase: {root} not found")
+        return
+    normal = sorted((root / "normal").glob("*.wav"))
+    abnormal = sorted((root / "abnormal").glob("*.wav"))
+    base = WORK / "dcase"
+    tr = link_tree(base / "train", {"normal/id_00": normal[:60]})
+    te = link_tree(base / "test", {"normal/id_00": normal[60:], "abnormal/id_00": abnormal})
+    model = base / "anomaly.onnx"
+    FIGURES["dcase_anomaly_train_seconds"] = round(train(tr, "anomaly", model), 1)
+    m = evaluate(model, te, "dcase_anomaly")
+    conf = m["file"]["confusion"]
+    FIGURES["dcase_normal_files_flagged"] = f"{conf[0][1]}/{sum(conf[0])}"
+    FIGURES["dcase_abnormal_files_flagged"] = f"{conf[1][1]}/{sum(conf[1])}"
+
+
+def main(argv: list[str]) -> int:
+    parts = {"synthetic": bench_synthetic, "bldc": bench_bldc, "mimii": bench_mimii, "dcase": bench_dcase}
+    chosen = argv or list(parts)
+    WORK.mkdir(parents=True, exist_ok=True)
+    for name in chosen:
+        parts[name]()
+    print()
+    for k, v in FIGURES.items():
+        print(f"{k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,114 @@
+"""Train the CNN classifier on labelled windows: augmentation, class weights, early stopping."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ml.augment import Augment
+from ml.models.classifier import ConvClassifier
+
+__all__ = ["ClassifierConfig", "fit_classifier", "predict_probs"]
+
+
+@dataclass
+class ClassifierConfig:
+    """Hyper-parameters of the classifier."""
+
+    epochs: int = 30
+    batch: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    channels: tuple[int, ...] = (16, 32, 64)
+    band_pool: int = 2
+    augment: bool = True
+
+
+def predict_probs(model: nn.Module, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """Probabilities ``(n, K)`` of windows with the torch model in eval mode."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out.append(model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch]))).numpy())
+    return np.concatenate(out) if out else np.empty((0, 0), dtype=np.float32)
+
+
+def fit_classifier(
+    x: np.ndarray, y: np.ndarray, n_labels: int, cfg: ClassifierConfig, *, seed: int = 0,
+    x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+    progress: Callable[[str], None] = print,
+) -> tuple[ConvClassifier, list[dict[str, float]]]:
+    """Train on windows ``x`` with integer labels ``y``; keep the epoch with the best validation
+    balanced accuracy (then loss), stop after ``patience`` epochs without improvement.
+
+    Classes are weighted by inverse frequency, so a rare fault counts as much as common normal
+    sound. Returns the model (eval mode) and the per-epoch history.
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = ConvClassifier(x.shape[1], n_labels, channels=cfg.channels, band_pool=cfg.band_pool)
+    xt = torch.from_numpy(x)
+    yt = torch.from_numpy(y.astype(np.int64))
+    model.fit_normalization(xt)
+    counts = np.bincount(y, minlength=n_labels).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max(1, (counts > 0).sum()), 0.0)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    aug = Augment() if cfg.augment else None
+    history: list[dict[str, float]] = []
+    best_key, best_state, stale = None, None, 0
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(xt), generator=gen)
+        total, correct = 0.0, 0
+        for i in range(0, len(xt), cfg.batch):
+            idx = perm[i : i + cfg.batch]
+            if len(idx) < 2:
+                continue
+            xb, yb = xt[idx], yt[idx]
+            if aug is not None:
+                xb = aug(xb, gen)
+            logits = model.logits(xb)
+            loss = loss_fn(logits, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+        sched.step()
+        rec = {"epoch": epoch, "train_loss": total / len(xt), "train_acc": correct / len(xt)}
+        if x_val is not None and y_val is not None and len(x_val):
+            p = predict_probs(model, x_val)
+            pred = p.argmax(1)
+            rec["val_loss"] = float(-np.log(np.clip(p[np.arange(len(y_val)), y_val], 1e-7, 1)).mean())
+            rec["val_acc"] = float((pred == y_val).mean())
+            recalls = [float((pred[y_val == k] == k).mean()) for k in np.unique(y_val)]
+            rec["val_balanced_acc"] = float(np.mean(recalls))
+            key = (rec["val_balanced_acc"], -rec["val_loss"])
+        else:
+            key = (rec["train_acc"], -rec["train_loss"])
+        rec["seconds"] = time.perf_counter() - t0
+        history.append(rec)
+        progress("  epoch {epoch}/{n}: ".format(epoch=epoch, n=cfg.epochs) + ", ".join(
+            f"{k} {v:.3f}" for k, v in rec.items() if k not in ("epoch", "seconds")) + f" ({rec['seconds']:.1f} s)")
+        if best_key is None or key > best_key:
+            best_key, stale = key, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                progress(f"  early stop after epoch {epoch} (no validation improvement for {stale} epochs)")
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model, history

@@ -1,0 +1,50 @@
+"""``python -m ml predict``: one JSON line per audio file (a file or a folder)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the verb and its options."""
+    p = sub.add_parser(
+        "predict",
+        help="score one file or a folder: one JSON line per file",
+        description="Print one JSON object per audio file on stdout: file, kind, model, windows, seconds, score "
+        "(mean window score), max_score, threshold, label (anomaly model: 'anomaly' or the normal label; "
+        "classifier: the most probable label, or 'unknown' under the card's confidence threshold), and for "
+        "a classifier probs. An unreadable file gives {\"file\", \"error\"}. Exit code 0, 3 if some file "
+        "failed, 2 on a bad model or path.",
+    )
+    p.add_argument("--model", required=True, type=Path, help="ONNX model with an Auscult card")
+    p.add_argument("--input", required=True, type=Path, help="an audio file or a folder of them")
+    p.add_argument("--hop-seconds", type=float, default=None, help="hop between windows (default: half a window)")
+    p.add_argument("--channel", type=int, default=None, help="0-based channel (default: mix down)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the JSON lines."""
+    import json
+    import sys
+
+    from audioclassifier.card import CardError
+    from ml.inference import OnnxModel
+    from ml.predict import predict_paths
+
+    try:
+        model = OnnxModel(args.model)
+        failed = 0
+        for rec in predict_paths(model, args.input, hop_seconds=args.hop_seconds, channel=args.channel):
+            failed += "error" in rec
+            print(json.dumps(rec), flush=True)
+    except (CardError, FileNotFoundError) as exc:
+        print(f"predict: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader (e.g. head) stopped early: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 3 if failed else 0

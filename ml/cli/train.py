@@ -1,0 +1,74 @@
+"""``python -m ml train``: train an anomaly model or a classifier and export it as ONNX with its card."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the verb and its options."""
+    p = sub.add_parser(
+        "train",
+        help="train an anomaly model or a classifier -> ONNX with model card",
+        description="Train on a tree DATA/<label>/<machine>/*.wav. The split keeps machines (the second "
+        "folder) apart. --kind anomaly learns from the normal label only (other labels choose the method "
+        "and give validation metrics); --kind classifier learns every label. Exit code 0 on success, "
+        "2 on bad data or options.",
+    )
+    p.add_argument("--data", required=True, type=Path, help="dataset tree ROOT/<label>/[<machine>/]*.wav")
+    p.add_argument("--kind", required=True, choices=("anomaly", "classifier"))
+    p.add_argument("--out", required=True, type=Path, help="ONNX file to write")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same data + seed = same model (default 0)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs of the networks (early stopping may end sooner)")
+    p.add_argument("--window-seconds", type=float, default=2.0, help="model window (default 2.0 s)")
+    p.add_argument("--hop-seconds", type=float, default=None, help="hop between training windows (default: half a window)")
+    p.add_argument("--method", default="auto", choices=("auto", "gmm", "mahalanobis", "ae"),
+                   help="anomaly method; auto fits all and keeps the best on validation (default)")
+    p.add_argument("--percentile", type=float, default=90.0,
+                   help="anomaly threshold: percentile of the gamma fitted to normal validation scores (default 90)")
+    p.add_argument("--val-fraction", type=float, default=0.25, help="share of machines held out for validation")
+    p.add_argument("--normal-label", default="normal", help="folder name of the normal class (default normal)")
+    p.add_argument("--channel", type=int, default=None, help="0-based channel to use (default: mix down)")
+    p.add_argument("--dataset-note", default="", help="text for the card's trained.dataset (default: described from DATA)")
+    p.add_argument("--no-augment", action="store_true", help="classifier: train without augmentation")
+    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--n-fft", type=int, default=1024)
+    p.add_argument("--hop-length", type=int, default=512)
+    p.add_argument("--n-mels", type=int, default=128)
+    p.add_argument("--fmin", type=float, default=0.0)
+    p.add_argument("--fmax", type=float, default=None)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; print progress and the result; 2 on bad data or options."""
+    import torch
+
+    from audioclassifier.features import LogMelParams
+    from ml.train import TrainError, TrainOptions, train
+
+    try:
+        params = LogMelParams(sample_rate=args.sample_rate, n_fft=args.n_fft, hop_length=args.hop_length,
+                              n_mels=args.n_mels, fmin=args.fmin, fmax=args.fmax)
+    except ValueError as exc:
+        print(f"train: {exc}")
+        return 2
+    if not args.window_seconds > 0 or (args.hop_seconds is not None and not args.hop_seconds > 0):
+        print("train: --window-seconds and --hop-seconds must be > 0")
+        return 2
+    if args.epochs is not None and args.epochs < 1:
+        print("train: --epochs must be >= 1")
+        return 2
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    opts = TrainOptions(data=args.data, kind=args.kind, out=args.out, seed=args.seed, epochs=args.epochs,
+                        window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, method=args.method,
+                        val_fraction=args.val_fraction, percentile=args.percentile, params=params,
+                        normal_label=args.normal_label, channel=args.channel, dataset_note=args.dataset_note)
+    opts.classifier.augment = not args.no_augment
+    try:
+        train(opts, say=lambda s: print(s, flush=True))
+    except TrainError as exc:
+        print(f"train: {exc}")
+        return 2
+    return 0

@@ -1,0 +1,173 @@
+"""Anomaly scorers as torch modules: fitted statistics live in buffers, so they export like networks.
+
+Every scorer maps a ``(batch, n_mels, frames)`` dB log-mel window to ``(batch,)`` scores, higher
+meaning more anomalous:
+
+* :class:`MahalanobisScorer`: squared Mahalanobis distance of the window's log-mel statistics
+  (:class:`LogMelStats`) from the normal training windows (shrunk covariance);
+* :class:`GMMScorer`: negative log-likelihood under a Gaussian mixture fitted to the same statistics
+  (normal sound of several machines or operating modes is multi-modal);
+* :class:`DenseAutoencoder`: the DCASE 2020 Task 2 baseline, a dense autoencoder on 5-frame log-mel
+  context; the score is the mean reconstruction error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["DenseAutoencoder", "GMMScorer", "LogMelStats", "MahalanobisScorer"]
+
+
+def _buf(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float32))
+
+
+class LogMelStats(nn.Module):
+    """Window statistics of a log-mel: per band (after pooling ``band_pool`` adjacent mel bands)
+    the mean over time, the standard deviation over time and the mean absolute frame-to-frame
+    change, standardised with the training set's mean and spread (buffers).
+
+    Means carry the spectrum's shape and level, the spread and the frame-to-frame change carry
+    how steady each band is (impacts, modulation, intermittent noise).
+    """
+
+    def __init__(self, n_mels: int, *, band_pool: int = 1, parts: tuple[str, ...] = ("mean", "std", "delta")) -> None:
+        super().__init__()
+        if n_mels % band_pool:
+            raise ValueError(f"band_pool {band_pool} must divide n_mels {n_mels}")
+        unknown = set(parts) - {"mean", "std", "delta"}
+        if unknown or not parts:
+            raise ValueError(f"parts must be among mean, std, delta; got {parts}")
+        self.n_mels = n_mels
+        self.band_pool = band_pool
+        self.parts = tuple(parts)
+        self.dim = len(parts) * (n_mels // band_pool)
+        self.register_buffer("center", torch.zeros(self.dim))
+        self.register_buffer("scale", torch.ones(self.dim))
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Unstandardised statistics ``(batch, dim)`` of ``(batch, n_mels, frames)`` windows."""
+        if self.band_pool > 1:
+            b, m, t = x.shape
+            x = x.reshape(b, m // self.band_pool, self.band_pool, t).mean(dim=2)
+        out = []
+        mean = x.mean(dim=2)
+        for part in self.parts:
+            if part == "mean":
+                out.append(mean)
+            elif part == "std":
+                out.append(torch.sqrt(((x - mean.unsqueeze(2)) ** 2).mean(dim=2) + 1e-6))
+            else:
+                out.append((x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=2))
+        return torch.cat(out, dim=1)
+
+    def fit(self, x: torch.Tensor) -> "LogMelStats":
+        """Set the standardisation from training windows; returns self."""
+        f = self.raw(x)
+        self.center.copy_(f.mean(dim=0))
+        self.scale.copy_(f.std(dim=0).clamp_min(1e-3))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.raw(x) - self.center) / self.scale
+
+
+class MahalanobisScorer(nn.Module):
+    """Mean squared Mahalanobis distance (per feature dimension) of :class:`LogMelStats` features."""
+
+    def __init__(self, stats: LogMelStats, loc: np.ndarray, precision: np.ndarray) -> None:
+        super().__init__()
+        self.stats = stats
+        chol = np.linalg.cholesky(0.5 * (precision + precision.T))  # precision = L L^T
+        self.register_buffer("loc", _buf(loc))
+        self.register_buffer("prec_chol", _buf(chol))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (self.stats(x) - self.loc) @ self.prec_chol
+        return (z * z).mean(dim=1)
+
+
+class GMMScorer(nn.Module):
+    """Negative log-likelihood (per feature dimension) under a full-covariance Gaussian mixture.
+
+    ``means (K, D)``, ``prec_chol (K, D, D)`` (precision_k = L_k L_k^T, sklearn's
+    ``precisions_cholesky_``) and ``weights (K,)`` come from :class:`sklearn.mixture.GaussianMixture`.
+    """
+
+    def __init__(self, stats: LogMelStats, means: np.ndarray, prec_chol: np.ndarray, weights: np.ndarray) -> None:
+        super().__init__()
+        self.stats = stats
+        k, d = means.shape
+        log_det = np.log(np.abs(np.diagonal(prec_chol, axis1=1, axis2=2))).sum(axis=1)
+        const = np.log(weights) + log_det - 0.5 * d * math.log(2 * math.pi)
+        self.register_buffer("means", _buf(means))
+        self.register_buffer("prec_chol", _buf(prec_chol))
+        self.register_buffer("const", _buf(const))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.stats(x)  # (B, D)
+        diff = f.unsqueeze(0) - self.means.unsqueeze(1)  # (K, B, D)
+        z = torch.matmul(diff, self.prec_chol)  # (K, B, D): batched over components
+        log_p = self.const.unsqueeze(1) - 0.5 * (z * z).sum(dim=2)  # (K, B)
+        # log-sum-exp over components, written out (OpenVINO drops the batch axis of
+        # ReduceLogSumExp for a batch of one)
+        top = log_p.max(dim=0, keepdim=True).values  # (1, B)
+        lse = top[0] + torch.log(torch.exp(log_p - top).sum(dim=0))
+        return -lse / float(self.stats.dim)
+
+
+class DenseAutoencoder(nn.Module):
+    """The DCASE 2020 Task 2 baseline autoencoder on ``context`` stacked frames.
+
+    Input bands are standardised with per-band training mean and spread (buffers); each position
+    stacks ``context`` consecutive frames (``context * n_mels`` values), the dense
+    encoder-decoder reconstructs it, and the score is the mean squared error over all positions.
+    """
+
+    def __init__(self, n_mels: int, frames: int, *, context: int = 5, hidden: int = 128, bottleneck: int = 8,
+                 layers: int = 4) -> None:
+        super().__init__()
+        if frames < context:
+            raise ValueError(f"a window of {frames} frames is shorter than the context of {context}")
+        self.n_mels, self.frames, self.context = n_mels, frames, context
+        d = n_mels * context
+
+        def block(i: int, o: int) -> list[nn.Module]:
+            return [nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU()]
+
+        enc: list[nn.Module] = block(d, hidden)
+        for _ in range(layers - 1):
+            enc += block(hidden, hidden)
+        enc += block(hidden, bottleneck)
+        dec: list[nn.Module] = block(bottleneck, hidden)
+        for _ in range(layers - 1):
+            dec += block(hidden, hidden)
+        dec.append(nn.Linear(hidden, d))
+        self.net = nn.Sequential(*enc, *dec)
+        self.register_buffer("band_mean", torch.zeros(n_mels, 1))
+        self.register_buffer("band_std", torch.ones(n_mels, 1))
+
+    def fit_normalization(self, x: torch.Tensor) -> None:
+        """Per-band mean and spread of the training windows."""
+        self.band_mean.copy_(x.mean(dim=(0, 2)).unsqueeze(1))
+        self.band_std.copy_(x.std(dim=(0, 2)).clamp_min(1e-3).unsqueeze(1))
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, n_mels, T)`` → ``(B, T - context + 1, context * n_mels)`` normalised context vectors."""
+        x = (x - self.band_mean) / self.band_std
+        n = self.frames - self.context + 1
+        return torch.cat([x[:, :, i : i + n] for i in range(self.context)], dim=1).transpose(1, 2)
+
+    def errors(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared reconstruction errors ``(B, positions, context * n_mels)``."""
+        v = self.stack(x)
+        b, n, d = v.shape
+        r = self.net(v.reshape(b * n, d)).reshape(b, n, d)
+        return (r - v) ** 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.errors(x).mean(dim=(1, 2))

@@ -1,0 +1,300 @@
+"""``python -m ml train``: data tree → group split → fit → calibrate → ONNX with its model card.
+
+The split keeps groups (machine IDs; recordings when there is a single machine) apart, so the
+validation figures in the card are for machines the model never heard. The anomaly kind learns
+from the normal label only; other labels are used only to choose the method and report metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import logging
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from audioclassifier.card import ModelCard
+from audioclassifier.features import LogMelParams
+from ml.anomaly import AnomalyConfig, fit_method, score_windows
+from ml.calibrate import confidence_threshold, gamma_threshold
+from ml.classifier import ClassifierConfig, fit_classifier, predict_probs
+from ml.dataset import scan_tree
+from ml.export import export_onnx, to_onnx
+from ml.metrics import binary_auc
+from ml.splits import group_split
+from ml.windows import WindowSet, describe, load_windows
+
+__all__ = ["TrainOptions", "TrainResult", "TrainError", "train"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(ValueError):
+    """A training run that cannot go on (no normal files, no usable audio, bad options)."""
+
+
+@dataclass
+class TrainOptions:
+    """Everything a training run depends on (the CLI fills it)."""
+
+    data: Path
+    kind: str
+    out: Path
+    seed: int = 0
+    epochs: int | None = None
+    window_seconds: float = 2.0
+    hop_seconds: float | None = None
+    method: str = "auto"
+    val_fraction: float = 0.25
+    percentile: float = 90.0
+    params: LogMelParams = field(default_factory=LogMelParams)
+    normal_label: str = "normal"
+    channel: int | None = None
+    confidence_keep: float = 0.95
+    dataset_note: str = ""
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    path: Path
+    card: ModelCard
+    model: torch.nn.Module
+    seconds: float
+    candidates: dict[str, dict[str, Any]]
+
+
+def _git() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
+
+
+def describe_dataset(root: Path, ws: WindowSet) -> str:
+    """What the model learnt from; a synthetic tree's manifest.csv names its seed, SNRs and IDs."""
+    manifest = root / "manifest.csv"
+    base = f"{root.name}: {describe(ws)}"
+    if manifest.is_file():
+        try:
+            with open(manifest, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            seeds = sorted({r["seed"] for r in rows}) if rows and "seed" in rows[0] else []
+            snrs = sorted({float(r["snr_db"]) for r in rows})
+            ids = sorted({int(r["machine_id"]) for r in rows})
+            return (f"Auscult synthetic machine sounds (python -m ml synth): SNR {'/'.join(f'{s:g}' for s in snrs)} dB, "
+                    f"machine IDs {ids[0]}-{ids[-1]} ({len(ids)} machines), {len(rows)} clips in the manifest, "
+                    f"{len(seeds)} clip seeds; used: {base}")
+        except (OSError, KeyError, ValueError):
+            pass
+    return base
+
+
+def _version(kind: str, proto_bytes: bytes) -> str:
+    h = hashlib.sha256(proto_bytes).hexdigest()[:8]
+    return f"{kind}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d}-{h}"
+
+
+def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
+             say: Callable[[str], None]) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Fit the candidates on normal training windows; pick by validation AUC (or normal likelihood)."""
+    labels, fi = ws.labels, ws.file_index
+    in_tr, in_va = np.isin(fi, tr), np.isin(fi, va)
+    normal = labels == o.normal_label
+    x_tr = ws.x[in_tr & normal]
+    x_vn = ws.x[in_va & normal]
+    abn_va = in_va & ~normal
+    abn_note = "abnormal files of the validation machines"
+    if not abn_va.any() and (~normal).any():
+        abn_va = ~normal
+        abn_note = "abnormal files of all machines (the validation machines have none)"
+    x_va = np.concatenate([x_vn, ws.x[abn_va]])
+    y_va = np.concatenate([np.zeros(len(x_vn), bool), np.ones(int(abn_va.sum()), bool)])
+    if len(x_tr) < 4:
+        raise TrainError(f"only {len(x_tr)} normal training windows: need more '{o.normal_label}' audio")
+    say(f"anomaly: {len(x_tr)} normal training windows; validation: {len(x_vn)} normal, "
+        f"{int(y_va.sum())} abnormal windows ({abn_note if y_va.any() else 'none: choosing by normal likelihood'})")
+    if o.method == "auto":
+        names = ["mahalanobis"] + [f"gmm{k}" for k in o.anomaly.gmm_components if k > 1] + ["ae"]
+        if not y_va.any():  # only likelihoods of one family compare: the mixtures (1 component = Gaussian)
+            names = [f"gmm{k}" for k in o.anomaly.gmm_components]
+    elif o.method == "gmm":
+        names = [f"gmm{k}" for k in o.anomaly.gmm_components]
+    else:
+        names = [o.method]
+    results: dict[str, dict[str, Any]] = {}
+    models: dict[str, torch.nn.Module] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        say(f"fitting {name} ...")
+        m = fit_method(name, x_tr, o.anomaly, seed=o.seed, epochs=o.epochs, x_val=x_vn, progress=say)
+        r: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - t0, 2)}
+        s_va = score_windows(m, x_va) if len(x_va) else np.empty(0)
+        if y_va.any() and (~y_va).any():
+            auc, pauc = binary_auc(y_va, s_va)
+            r.update(val_auc=round(auc, 4), val_pauc=round(pauc, 4))
+            key = auc
+        else:
+            r["val_normal_score"] = round(float(np.mean(s_va[~y_va])), 4) if (~y_va).any() else None
+            key = -r["val_normal_score"] if r["val_normal_score"] is not None else 0.0
+        r["key"] = key
+        say(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "key"))
+        results[name] = r
+        models[name] = m
+    best = max(names, key=lambda n: (round(results[n]["key"], 3), -names.index(n)))  # ties: the cheaper one
+    say(f"chosen method: {best}")
+    model = models[best]
+    info: dict[str, Any] = {"method": best, "candidates": results, "abnormal_validation": abn_note if y_va.any() else None}
+    # threshold from the chosen model's normal validation scores (training scores if none are held out)
+    s_vn = score_windows(model, x_vn) if len(x_vn) >= 3 else score_windows(model, x_tr)
+    g = gamma_threshold(s_vn, percentile=o.percentile)
+    info["threshold"] = g
+    info["selection"] = ("validation AUC, normal vs abnormal windows" if y_va.any()
+                         else "lowest mean score of held-out normal windows (no abnormal validation data)")
+    if y_va.any() and (~y_va).any():
+        s_va = score_windows(model, x_va)
+        auc, pauc = binary_auc(y_va, s_va)
+        dec = s_va > g.threshold
+        info["metrics"] = {"auc": round(auc, 4), "pauc": round(pauc, 4),
+                           "accuracy": round(float((dec == y_va).mean()), 4)}
+    else:
+        info["metrics"] = {"auc": None, "pauc": None,
+                           "accuracy": round(float((score_windows(model, x_vn) <= g.threshold).mean()), 4) if len(x_vn) else None}
+    return model, info
+
+
+def _classifier(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions, labels: list[str],
+                say: Callable[[str], None]) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train the CNN; calibrate the unknown cut on validation windows."""
+    lab_idx = {lab: i for i, lab in enumerate(labels)}
+    y = np.array([lab_idx[v] for v in ws.labels], dtype=np.int64)
+    fi = ws.file_index
+    in_tr, in_va = np.isin(fi, tr), np.isin(fi, va)
+    cfg = ClassifierConfig(**{**o.classifier.__dict__})
+    if o.epochs is not None:
+        cfg.epochs = o.epochs
+    say(f"classifier: {int(in_tr.sum())} training windows, {int(in_va.sum())} validation windows, labels {labels}")
+    t0 = time.perf_counter()
+    model, history = fit_classifier(ws.x[in_tr], y[in_tr], len(labels), cfg, seed=o.seed,
+                                    x_val=ws.x[in_va], y_val=y[in_va], progress=say)
+    info: dict[str, Any] = {"method": "cnn", "history": history, "fit_seconds": round(time.perf_counter() - t0, 2)}
+    p = predict_probs(model, ws.x[in_va])
+    yv = y[in_va]
+    if len(p):
+        pred = p.argmax(1)
+        info["confidence_threshold"] = round(confidence_threshold(p.max(1), pred == yv, keep=o.confidence_keep), 4)
+        normal_i = lab_idx[o.normal_label]
+        is_abn = yv != normal_i
+        auc, pauc = binary_auc(is_abn, 1.0 - p[:, normal_i]) if is_abn.any() and (~is_abn).any() else (None, None)
+        info["metrics"] = {"auc": None if auc is None else round(auc, 4), "pauc": None if pauc is None else round(pauc, 4),
+                           "accuracy": round(float((pred == yv).mean()), 4)}
+    else:
+        info["confidence_threshold"] = 0.0
+        info["metrics"] = {"auc": None, "pauc": None, "accuracy": None}
+    return model, info
+
+
+def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult:
+    """Run a whole training: see the module docstring. Writes ``o.out`` and returns what it made."""
+    t_start = time.perf_counter()
+    if o.kind not in ("anomaly", "classifier"):
+        raise TrainError(f"--kind must be anomaly or classifier, got {o.kind!r}")
+    torch.manual_seed(o.seed)
+    np.random.seed(o.seed)
+    data = Path(o.data)
+    try:
+        items = scan_tree(data)
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrainError(str(exc)) from exc
+    if not items:
+        raise TrainError(f"{data}: no .wav/.flac files found")
+    labels_all = sorted({it.label for it in items})
+    if o.normal_label not in labels_all:
+        raise TrainError(f"{data}: no '{o.normal_label}' folder (labels found: {', '.join(labels_all)}); "
+                         "use --normal-label to name the normal class")
+    say(f"scanning {data}: {len(items)} files, labels {dict(Counter(it.label for it in items))}")
+    ws = load_windows(items, params=o.params, window_seconds=o.window_seconds,
+                      hop_seconds=o.hop_seconds, channel=o.channel)
+    for path, reason in ws.failed.items():
+        say(f"skipped {path}: {reason}")
+    if not ws.items:
+        raise TrainError(f"{data}: none of the {len(items)} files could be read")
+    say(f"features: {describe(ws)} of {ws.x.shape[1]}x{ws.x.shape[2]} log-mel")
+    file_labels = [it.label for it in ws.items]
+    file_groups = [it.group for it in ws.items]
+    try:
+        tr, va = group_split(file_labels, file_groups, val_fraction=o.val_fraction, seed=o.seed)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from exc
+    g_tr = sorted({file_groups[i] for i in tr})
+    g_va = sorted({file_groups[i] for i in va})
+    split_by = "machine" if len(set(file_groups)) > 1 else "recording"
+    say(f"split by {split_by}: train {len(tr)} files ({len(g_tr)} groups), validation {len(va)} files "
+        f"({len(g_va)} groups: {', '.join(g_va[:8])}{' ...' if len(g_va) > 8 else ''})")
+    assert not set(g_tr) & set(g_va) or split_by == "recording"
+
+    if o.kind == "anomaly":
+        labels = [o.normal_label, "anomaly"]
+        model, info = _anomaly(ws, tr, va, o, say)
+        g = info["threshold"]
+        threshold, threshold_method = g.threshold, g.method
+        extra: dict[str, Any] = {"method": info["method"]}
+        context = int(getattr(model, "context", 1))
+    else:
+        labels = [o.normal_label] + [lab for lab in labels_all if lab != o.normal_label]
+        model, info = _classifier(ws, tr, va, o, labels, say)
+        threshold = 0.5
+        threshold_method = "fixed: alert when 1 - p(normal) > 0.5 (the normal class is not the most likely)"
+        extra = {"method": "cnn", "confidence_threshold": info["confidence_threshold"],
+                 "confidence_method": f"{o.confidence_keep:.0%} of correctly classified validation windows reach it; "
+                                      "below it the decision is 'unknown'"}
+        context = 1
+    seconds = time.perf_counter() - t_start
+    frames = ws.x.shape[2]
+    proto = to_onnx(model, kind=o.kind, n_mels=o.params.n_mels, frames=frames)
+    trained = {
+        "dataset": o.dataset_note or describe_dataset(data, ws),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git": _git(),
+        "seed": o.seed,
+        "method": info["method"],
+        "selection": info.get("selection", "validation balanced accuracy per epoch (early stopping)"),
+        "split": f"by {split_by}, validation fraction {o.val_fraction:g}: train groups {g_tr}, validation groups {g_va}",
+        "files": {"train": len(tr), "validation": len(va), "failed": len(ws.failed)},
+        "windows": int(len(ws.x)),
+        "hop_seconds": o.hop_seconds if o.hop_seconds is not None else o.window_seconds / 2,
+        "train_seconds": round(seconds, 1),
+    }
+    if o.kind == "anomaly":
+        trained["candidates"] = {k: {kk: vv for kk, vv in v.items() if kk != "key"} for k, v in info["candidates"].items()}
+    else:
+        trained["epochs"] = len(info["history"])
+    metrics = {**info["metrics"], "on": "validation windows of held-out groups",
+               "pauc_definition": "sklearn roc_auc_score max_fpr=0.1 (McClish-standardised)"}
+    card = ModelCard(
+        kind=o.kind, labels=tuple(labels), features=o.params, window_seconds=o.window_seconds, threshold=float(threshold),
+        normal_label=o.normal_label, context_frames=context,
+        normalization={"where": "inside the ONNX graph", "fitted_on": "training windows"},
+        threshold_method=threshold_method, version=_version(o.kind, proto.SerializeToString()),
+        trained=trained, metrics=metrics, extra=extra,
+    )
+    path = export_onnx(model, card, o.out)
+    say(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB), version {card.version}, threshold {threshold:.4g} "
+        f"({threshold_method}); validation: " + ", ".join(f"{k} {v}" for k, v in info["metrics"].items())
+        + f"; {seconds:.0f} s")
+    return TrainResult(path, card, model, seconds, info.get("candidates", {}))

@@ -1,0 +1,238 @@
+"""Streaming analysis: audio chunks → log-mel columns → model windows every hop, with their level.
+
+:class:`Windower` feeds each chunk to one :class:`~audioclassifier.features.LogMelStream`, which
+computes only the columns the new audio completes, and keeps the last window's columns in a
+ring. Every ``hop`` it hands out a :class:`Window`: exactly ``logmel`` of the window's samples
+(window starts fall on multiples of the front end's hop length, so streaming and batch agree
+bit for bit in framing), its level in dBFS, and where it sits in time. Per-hop work is the new
+columns plus a copy of the window; nothing is recomputed.
+
+It also keeps the recent audio (:class:`AudioRing`) so an alert can save the flagged window
+with a few seconds of context before it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from audioclassifier.card import ModelCard
+from audioclassifier.features import LogMelStream
+from audioclassifier.sources import Chunk
+
+__all__ = ["AudioRing", "Window", "Windower", "hop_frames_for", "level_dbfs"]
+
+#: Level reported for digital silence.
+SILENCE_DBFS = -200.0
+
+
+def level_dbfs(mean_square: float) -> float:
+    """Mean power of full-scale-relative samples in dB (a full-scale square wave is 0 dBFS)."""
+    return 10.0 * math.log10(mean_square) if mean_square > 1e-20 else SILENCE_DBFS
+
+
+def hop_frames_for(hop_seconds: float, card: ModelCard) -> int:
+    """The hop in log-mel columns (at least one): windows start on column boundaries."""
+    p = card.features
+    return max(1, int(round(hop_seconds * p.sample_rate / p.hop_length)))
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model window: ``logmel`` (n_mels, window_frames) and its place in time."""
+
+    logmel: np.ndarray
+    index: int  # windows since the analysis (re)started
+    start_sample: int  # in the AudioRing's numbering (samples since the runtime began)
+    end_sample: int
+    start_time: float  # POSIX seconds, UTC
+    end_time: float
+    start_offset: float  # seconds since the source began
+    end_offset: float
+    level_dbfs: float
+
+
+class AudioRing:
+    """The most recent ``capacity`` samples, numbered from 0 since the ring was made."""
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = np.zeros(capacity, dtype=np.float32)
+        self.capacity = capacity
+        self.end = 0  # total samples ever written
+
+    @property
+    def start(self) -> int:
+        """The oldest sample still held."""
+        return max(0, self.end - self.capacity)
+
+    def write(self, y: np.ndarray) -> None:
+        n = y.shape[0]
+        if n >= self.capacity:
+            y = y[-self.capacity :]
+            self.end += n - self.capacity
+            n = self.capacity
+        i = self.end % self.capacity
+        k = min(n, self.capacity - i)
+        self.buf[i : i + k] = y[:k]
+        if k < n:
+            self.buf[: n - k] = y[k:]
+        self.end += n
+
+    def _parts(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        start = max(start, self.start)
+        end = min(end, self.end)
+        if end <= start:
+            return self.buf[:0], self.buf[:0]
+        i = start % self.capacity
+        n = end - start
+        k = min(n, self.capacity - i)
+        return self.buf[i : i + k], self.buf[: n - k]
+
+    def get(self, start: int, end: int) -> np.ndarray:
+        """Samples ``[start, end)`` clipped to what is held (a copy)."""
+        a, b = self._parts(start, end)
+        return np.concatenate((a, b)) if b.size else a.copy()
+
+    def mean_square(self, start: int, end: int) -> float:
+        """Mean of the squared samples in ``[start, end)`` (no copy)."""
+        a, b = self._parts(start, end)
+        n = a.size + b.size
+        if n == 0:
+            return 0.0
+        return (float(np.dot(a, a)) + float(np.dot(b, b))) / n
+
+
+class _Anchors:
+    """Sample number → (UTC time, source offset), from the chunks that delivered the samples."""
+
+    def __init__(self, sample_rate: int, keep: int) -> None:
+        self.sr = sample_rate
+        self.index: deque[int] = deque()
+        self.times: deque[tuple[float, float]] = deque()
+        self.keep = keep
+
+    def add(self, sample: int, start_time: float, offset: float) -> None:
+        self.index.append(sample)
+        self.times.append((start_time, offset))
+        while len(self.index) > 2 and self.index[1] < sample - self.keep:
+            self.index.popleft()
+            self.times.popleft()
+
+    def at(self, sample: int) -> tuple[float, float]:
+        i = max(0, bisect.bisect_right(self.index, sample) - 1)
+        t, off = self.times[i]
+        dt = (sample - self.index[i]) / self.sr
+        return t + dt, off + dt
+
+
+class Windower:
+    """Chunks in, windows out (see the module docstring). ``hop_seconds`` may change live."""
+
+    def __init__(self, card: ModelCard, *, hop_seconds: float, context_seconds: float = 3.0,
+                 slack_seconds: float = 8.0) -> None:
+        self.card = card
+        p = card.features
+        self.sample_rate = p.sample_rate
+        self.n_mels = p.n_mels
+        self.hop_length = p.hop_length
+        self.window_frames = card.window_frames
+        self.window_samples = card.window_samples
+        # A window's samples: [first column * hop_length, that + window_samples).
+        self.hop_frames = hop_frames_for(hop_seconds, card)
+        self.context_seconds = context_seconds
+        cap = self.window_samples + int((context_seconds + slack_seconds) * self.sample_rate)
+        self.ring = AudioRing(cap)
+        self._anchors = _Anchors(self.sample_rate, keep=cap)
+        self._stream = LogMelStream(p)
+        # Columns, each written twice (at c % W and c % W + W) so any window is one contiguous slice.
+        self._cols = np.zeros((self.n_mels, 2 * self.window_frames), dtype=np.float32)
+        self._segment_start = 0  # ring sample number where the current segment began
+        self._frames = 0  # columns in the current segment
+        self._next_end = self.window_frames  # column count at which the next window is complete
+        self.windows = 0  # windows in the current segment
+
+    @property
+    def hop_seconds(self) -> float:
+        """The hop actually used (a whole number of columns)."""
+        return self.hop_frames * self.hop_length / self.sample_rate
+
+    def set_hop(self, hop_seconds: float) -> None:
+        """Change the hop; the next window is due one new hop after the last one."""
+        new = hop_frames_for(hop_seconds, self.card)
+        if self.windows:
+            self._next_end += new - self.hop_frames
+            self._next_end = max(self._next_end, self._frames + 1)
+        self.hop_frames = new
+
+    def reset(self) -> None:
+        """Start a new segment: no window will include audio from before this point."""
+        self._stream.reset()
+        self._segment_start = self.ring.end
+        self._frames = 0
+        self._next_end = self.window_frames
+        self.windows = 0
+
+    def push(self, chunk: Chunk) -> list[Window]:
+        """Add a chunk; return the windows it completes (usually none or one)."""
+        y = chunk.samples
+        if chunk.discontinuity:
+            self.reset()
+        if y.size == 0:
+            return []
+        self._anchors.add(self.ring.end, chunk.start_time, chunk.offset)
+        self.ring.write(y)
+        cols = self._stream.push(y)
+        out: list[Window] = []
+        W = self.window_frames
+        k = cols.shape[1]
+        done = 0
+        while done < k:
+            # write columns up to the next window end (or all of them), then cut the window
+            take = min(k - done, self._next_end - self._frames)
+            self._store(cols[:, done : done + take])
+            done += take
+            self._frames += take
+            if self._frames == self._next_end:
+                out.append(self._cut())
+                self._next_end += self.hop_frames
+        return out
+
+    def _store(self, block: np.ndarray) -> None:
+        """Write consecutive columns at their two ring positions (at most two slices each)."""
+        W = self.window_frames
+        n = block.shape[1]
+        first = self._frames
+        if n > W:  # a hop longer than the window: only the last W columns can be in one
+            first += n - W
+            block, n = block[:, n - W :], W
+        c = first % W
+        k = min(n, W - c)
+        for at in (c, c + W):
+            self._cols[:, at : at + k] = block[:, :k]
+        if k < n:
+            for at in (0, W):
+                self._cols[:, at : at + n - k] = block[:, k:]
+
+    def _cut(self) -> Window:
+        W = self.window_frames
+        first = self._frames - W
+        s = first % W
+        logmel = self._cols[:, s : s + W].copy()
+        start = self._segment_start + first * self.hop_length
+        end = start + self.window_samples
+        t0, off0 = self._anchors.at(start)
+        dur = self.window_samples / self.sample_rate
+        level = level_dbfs(self.ring.mean_square(start, end))
+        w = Window(logmel, self.windows, start, end, t0, t0 + dur, off0, off0 + dur, level)
+        self.windows += 1
+        return w
+
+    def clip(self, window: Window, *, context_seconds: float | None = None) -> np.ndarray:
+        """The window's audio with up to ``context_seconds`` before it (not before the segment)."""
+        ctx = self.context_seconds if context_seconds is None else context_seconds
+        start = max(self._segment_start, window.start_sample - int(ctx * self.sample_rate))
+        return self.ring.get(start, window.end_sample)

@@ -1,0 +1,262 @@
+"""Inference backends: OpenVINO and onnxruntime behind one interface, with bounded threads.
+
+:func:`load_model` loads an Auscult ONNX model (model card included), compiles it, and checks it
+on a window of the card's shape before it is used: a model that loads is a model that scores.
+``backend="auto"`` takes OpenVINO when it loads and compiles the model, otherwise onnxruntime,
+and says why in :attr:`LoadedModel.note`. Only the chosen runtime is imported, and one process
+runs one runtime with one inference thread (two runtimes in one process fight over the cores).
+
+The card comes from the runtime's own view of the ONNX metadata: onnxruntime's
+``custom_metadata_map``, or OpenVINO's ``rt_info["framework"]`` (its ONNX reader keeps
+``metadata_props`` there), so OpenVINO runs never load onnxruntime.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from audioclassifier.card import CARD_KEY, CardError, ModelCard, card_from_metadata
+
+__all__ = ["BACKENDS", "Backend", "LoadedModel", "ModelError", "load_model"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "openvino", "onnxruntime")
+
+
+class ModelError(Exception):
+    """A model that cannot be used: ``path`` names it and ``reason`` says why (the old one stays)."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"model {self.path}: {reason}")
+
+
+class Backend(Protocol):
+    """A compiled model: raw output of a ``(batch, n_mels, frames)`` float32 input."""
+
+    name: str  # "openvino" | "onnxruntime"
+    device: str  # where it runs ("CPU", or what OpenVINO's AUTO picked)
+
+    def infer(self, x: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # OpenVINO prefixes every message with "Exception from src/...": the useful part comes last.
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check "))] or lines
+    return useful[-1][:300] if "Exception from" in text else useful[0][:300]
+
+
+class OnnxRuntimeBackend:
+    """onnxruntime on the CPU, one intra-op and one inter-op thread, sequential execution."""
+
+    name = "onnxruntime"
+    device = "CPU"
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises several private exception types
+            raise ModelError(path, f"not a loadable ONNX model ({_first_line(exc)})") from exc
+        self.metadata = dict(self._sess.get_modelmeta().custom_metadata_map)
+        self.inputs = [(i.name, i.shape) for i in self._sess.get_inputs()]
+        self.outputs = [o.name for o in self._sess.get_outputs()]
+        self._out: str | None = None
+
+    def select_output(self, name: str) -> None:
+        self._out = name
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self._sess.run([self._out or self.outputs[0]], {self.inputs[0][0]: x})[0]
+
+    def close(self) -> None:
+        self._sess = None  # type: ignore[assignment]
+
+
+class OpenVinoBackend:
+    """OpenVINO on ``device`` (AUTO, CPU, GPU, NPU); the CPU plugin limited to one thread."""
+
+    name = "openvino"
+
+    def __init__(self, path: Path, device: str = "AUTO") -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise ModelError(path, f"OpenVINO is not installed ({exc})") from exc
+        core = ov.Core()
+        try:
+            core.set_property("CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
+        except Exception as exc:  # noqa: BLE001 - an OpenVINO build without the CPU plugin
+            log.debug("OpenVINO CPU properties not set: %s", exc)
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError and friends
+            raise ModelError(path, f"OpenVINO cannot read it ({_first_line(exc)})") from exc
+        self.metadata: dict[str, str] = {}
+        if model.has_rt_info(["framework", CARD_KEY]):
+            self.metadata[CARD_KEY] = model.get_rt_info(["framework", CARD_KEY]).astype(str)
+        self.inputs = [(i.get_any_name(), list(i.get_partial_shape())) for i in model.inputs]
+        self.outputs = [o.get_any_name() for o in model.outputs]
+        try:
+            self._compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": "LATENCY"})
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(path, f"OpenVINO cannot compile it for {device} ({_first_line(exc)})") from exc
+        try:
+            devices = self._compiled.get_property("EXECUTION_DEVICES")
+            self.device = ",".join(str(d) for d in devices) if device == "AUTO" else device
+        except Exception:  # noqa: BLE001
+            self.device = device
+        self.requested_device = device
+        self._request = self._compiled.create_infer_request()
+        self._out_index = 0
+
+    def select_output(self, name: str) -> None:
+        self._out_index = self.outputs.index(name)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        result = self._request.infer({0: x})
+        return np.asarray(result[self._compiled.outputs[self._out_index]])
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+@dataclass
+class LoadedModel:
+    """A compiled model and its card: :meth:`score` turns windows into anomaly scores and labels."""
+
+    path: Path
+    card: ModelCard
+    backend: Any  # Backend
+    note: str = ""  # why auto chose what it chose
+    output: str = ""
+    _lock: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()  # one infer request: the self-test may score from another thread
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    def raw(self, batch: np.ndarray) -> np.ndarray:
+        """The model's output for a ``(batch, n_mels, frames)`` float32 array."""
+        with self._lock:
+            return np.asarray(self.backend.infer(np.ascontiguousarray(batch, dtype=np.float32)))
+
+    def score_batch(self, batch: np.ndarray) -> tuple[list[float], list[str]]:
+        """:meth:`score` for each window of a ``(batch, n_mels, frames)`` array.
+
+        One window per inference, as the runtime scores them: some converters mishandle a
+        dynamic batch dimension (OpenVINO 2026.4 reduces ONNX ReduceLogSumExp over the batch).
+        """
+        results = [self._decide(self.raw(w[None])) for w in batch]
+        return [r[0] for r in results], [r[1] for r in results]
+
+    def score(self, logmel: np.ndarray) -> tuple[float, str]:
+        """Anomaly score (higher = more anomalous) and label of one ``(n_mels, frames)`` window."""
+        return self._decide(self.raw(logmel[None]))
+
+    def _decide(self, out: np.ndarray) -> tuple[float, str]:
+        card = self.card
+        if card.kind == "anomaly":
+            return float(out.reshape(-1)[0]), "anomaly"
+        probs = out.reshape(-1)
+        return float(1.0 - probs[card.normal_index]), card.labels[int(np.argmax(probs))]
+
+    def summary(self) -> dict[str, Any]:
+        """Model, backend and device for status and logs."""
+        return {"path": str(self.path), "backend": self.backend.name, "device": self.backend.device,
+                "note": self.note, "card": self.card.summary()}
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _check(path: Path, backend: Any) -> tuple[ModelCard, str]:
+    """The card, the output to read, and a trial run on a window of the card's shape."""
+    try:
+        card = card_from_metadata(backend.metadata, source=str(path))
+    except CardError as exc:
+        raise ModelError(path, exc.reason) from exc
+    if len(backend.inputs) != 1:
+        raise ModelError(path, f"expected one input (logmel), the model has {len(backend.inputs)}")
+    name, shape = backend.inputs[0]
+    if len(shape) != 3:
+        raise ModelError(path, f"input {name!r} must have rank 3 (batch, n_mels, frames), has shape {shape}")
+    want = "score" if card.kind == "anomaly" else "probs"
+    output = want if want in backend.outputs else backend.outputs[0]
+    backend.select_output(output)
+    x = np.zeros((1, card.features.n_mels, card.window_frames), dtype=np.float32) - 60.0
+    try:
+        out = np.asarray(backend.infer(x))
+    except Exception as exc:  # noqa: BLE001 - shape mismatches surface here
+        raise ModelError(path, f"does not score a ({card.features.n_mels}, {card.window_frames}) log-mel window "
+                               f"as its card describes ({_first_line(exc)})") from exc
+    n = 1 if card.kind == "anomaly" else len(card.labels)
+    if out.size != n:
+        kind = "one score" if n == 1 else f"{n} probabilities ({', '.join(card.labels)})"
+        raise ModelError(path, f"output {output!r} has shape {list(out.shape)} for one window; "
+                               f"a {card.kind} model gives {kind} per window")
+    if not np.isfinite(out).all():
+        raise ModelError(path, "scores a plain window as NaN or infinity")
+    try:  # a diagnosis for whoever exported the model; the runtime scores one window at a time
+        pair = np.asarray(backend.infer(np.concatenate([x, x + 30.0])))
+        batch_ok = pair.size == 2 * n and np.allclose(pair.reshape(2, n)[0], out.reshape(n), atol=1e-4)
+    except Exception:  # noqa: BLE001
+        batch_ok = False
+    if not batch_ok:
+        log.warning("model %s does not score a batch of windows correctly on %s (one window at a time is fine)",
+                    path, backend.name)
+    return card, output
+
+
+def load_model(path: str | os.PathLike[str], *, backend: str = "auto", device: str = "AUTO") -> LoadedModel:
+    """Load, compile and check a model; raises :class:`ModelError` with the reason."""
+    p = Path(path)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if not p.exists():
+        raise ModelError(p, "model file not found")
+    if not p.is_file():
+        raise ModelError(p, "not a regular file")
+    if p.stat().st_size == 0:
+        raise ModelError(p, "empty file (0 bytes)")
+    note = ""
+    if backend in ("auto", "openvino"):
+        try:
+            be: Any = OpenVinoBackend(p, device)
+            card, output = _check(p, be)
+            if backend == "auto":
+                note = f"auto: OpenVINO loaded and compiled the model on {be.device}"
+            return LoadedModel(p, card, be, note=note, output=output)
+        except ModelError as exc:
+            if backend == "openvino" or isinstance(exc.__cause__, CardError):
+                raise  # a card problem is the model's, whatever the runtime
+            note = f"auto: OpenVINO unavailable for this model ({exc.reason}); using onnxruntime"
+            log.warning("%s", note)
+    be = OnnxRuntimeBackend(p)
+    card, output = _check(p, be)
+    return LoadedModel(p, card, be, note=note, output=output)

@@ -1,0 +1,46 @@
+"""The runtime's control surface, as the IoT Hub side (twin, direct methods) and the CLI use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from audioclassifier.settings import Settings
+
+__all__ = ["RuntimeControl"]
+
+
+class RuntimeControl(Protocol):
+    """Implemented by :class:`audioclassifier.runtime.Runtime`; safe to call from any thread."""
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force."""
+        ...
+
+    def apply_settings(self, new: Settings) -> None:
+        """Apply live (threshold, hop, consecutive, cooldown, gate, telemetry interval, machine);
+        a device change recompiles the model first. Raises (and keeps the old) on failure."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """State (running, silent, no-audio), backend and device, model card summary, counters,
+        last error."""
+        ...
+
+    def capture_clip(self, seconds: float, label: str) -> Path:
+        """Record the next ``seconds`` of audio into ``clip_dir``; blocks until written."""
+        ...
+
+    def reload_model(self) -> dict[str, Any]:
+        """Load the current model file again (e.g. replaced on disk) and swap it in."""
+        ...
+
+    def swap_model(self, path: Path) -> dict[str, Any]:
+        """Load, compile and check ``path``, then swap it in between windows; keeps the old
+        model and raises :class:`audioclassifier.backends.ModelError` on any failure."""
+        ...
+
+    def self_test(self) -> dict[str, Any]:
+        """Model loads and scores a synthetic window, front end sane: ``{"ok": bool, ...}``."""
+        ...

@@ -1,0 +1,139 @@
+"""The clip spool: flagged WAVs wait here, durably, until an upload is confirmed.
+
+Clips arrive complete (written to a hidden temporary file, fsynced, atomically renamed, as
+:func:`audioclassifier.audio_io.write_wav` does), so every visible ``*.wav`` is whole. A clip's
+name is its path relative to the spool (``machine/YYYY-MM-DD/HHMMSS-label.wav``), which is also
+its blob name. A disk quota bounds the folder: the oldest clips go first, and each drop is
+counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Clip", "Spool", "sanitize_blob_name"]
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sanitize_blob_name(name: str) -> str:
+    """A safe blob name: each ``/`` part reduced to ``[A-Za-z0-9._-]``, no empty/dot parts.
+
+    Clean names (what the runtime writes) come back unchanged, so the alert's ``clip`` field and
+    the blob's name agree.
+    """
+    parts = []
+    for part in name.replace("\\", "/").split("/"):
+        part = _UNSAFE.sub("-", part).strip("-.")
+        if part:
+            parts.append(part[:128])
+    if not parts:
+        raise ValueError(f"no usable blob name in {name!r}")
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A spooled clip: ``name`` relative to the spool (POSIX separators)."""
+
+    name: str
+    path: Path
+    size: int
+    mtime: float
+
+
+class Spool:
+    """A folder of clips waiting for upload, bounded by ``quota_bytes``."""
+
+    def __init__(self, root: str | os.PathLike[str], *, quota_bytes: int = 500 * 1024 * 1024) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.quota_bytes = int(quota_bytes)
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    def pending(self) -> list[Clip]:
+        """Whole clips waiting, oldest first (temporary ``.``-files are skipped)."""
+        clips = []
+        for p in self.root.rglob("*.wav"):
+            rel = p.relative_to(self.root)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            try:
+                st = p.stat()
+            except FileNotFoundError:  # uploaded and removed meanwhile
+                continue
+            clips.append(Clip(rel.as_posix(), p, st.st_size, st.st_mtime))
+        clips.sort(key=lambda c: (c.mtime, c.name))
+        return clips
+
+    def usage(self) -> int:
+        return sum(c.size for c in self.pending())
+
+    def put(self, name: str, data: bytes) -> Clip:
+        """Spool ``data`` as ``name``: temporary file, fsync, atomic rename, fsync of the folder."""
+        dest = self.root / sanitize_blob_name(name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(dest.parent)
+        st = dest.stat()
+        self.enforce_quota()
+        return Clip(dest.relative_to(self.root).as_posix(), dest, st.st_size, st.st_mtime)
+
+    def remove(self, clip: Clip) -> None:
+        """The upload is confirmed: delete the clip (and folders left empty)."""
+        clip.path.unlink(missing_ok=True)
+        _fsync_dir(clip.path.parent)
+        parent = clip.path.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def enforce_quota(self) -> list[str]:
+        """Delete the oldest clips until the spool fits its quota; returns the names dropped."""
+        with self._lock:
+            clips = self.pending()
+            total = sum(c.size for c in clips)
+            dropped = []
+            for clip in clips:
+                if total <= self.quota_bytes:
+                    break
+                self.remove(clip)
+                total -= clip.size
+                dropped.append(clip.name)
+            if dropped:
+                self.dropped += len(dropped)
+                log.warning("spool: over its quota of %d bytes; dropped %d oldest clip(s): %s",
+                            self.quota_bytes, len(dropped), ", ".join(dropped))
+            return dropped
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,268 @@
+"""Clip uploads from the spool: to a blob container, or through IoT Hub file upload.
+
+A clip is deleted from the spool only after its target confirmed the upload; failures are
+retried with backoff, so a storage outage or a killed module just delays the upload. Uploading
+under the clip's own name with ``overwrite=True`` makes a retry after a crash idempotent: the
+blob ends up once, byte-identical.
+
+Targets (from the environment, see :func:`target_from_environment`):
+
+* :class:`BlobTarget`: Blob Storage on IoT Edge or an Azure Storage account, from
+  ``AUSCULT_BLOB_CONNECTION_STRING`` (+ ``AUSCULT_BLOB_CONTAINER``) or a container SAS URL in
+  ``AUSCULT_BLOB_CONTAINER_SAS_URL``;
+* :class:`FileUploadTarget`: IoT Hub file upload, which only a *device* identity can do, from
+  ``AUSCULT_DEVICE_CONNECTION_STRING``: ask the hub for a SAS URI, upload, and always notify the
+  hub of the result.
+
+``AUSCULT_CA_FILE`` optionally names an extra CA certificate (PEM) to trust for these endpoints
+(a gateway with a private CA; the tests' loopback stand-ins).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+from .backoff import Backoff
+from .redact import redact
+from .spool import Clip, Spool, sanitize_blob_name
+
+__all__ = ["BlobTarget", "FileUploadTarget", "Target", "UploadError", "Uploader", "target_from_environment"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTAINER = "auscult-clips"
+_BLOB_OPTIONS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 10, "read_timeout": 60}
+"""Fail fast inside azure-storage-blob: the uploader's own backoff does the waiting."""
+
+
+class UploadError(RuntimeError):
+    """One failed upload attempt; the clip stays spooled for the next."""
+
+
+class Target(Protocol):
+    """Where clips go. ``upload`` returns only once the upload is confirmed."""
+
+    name: str
+
+    def upload(self, path: Path, blob_name: str) -> str: ...
+
+
+def _verify(env: Mapping[str, str]) -> bool | str:
+    return env.get("AUSCULT_CA_FILE") or True
+
+
+class BlobTarget:
+    """A blob container (Blob Storage on IoT Edge, or an Azure Storage account)."""
+
+    name = "blob"
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+        self._created = False
+
+    @classmethod
+    def from_connection_string(cls, conn_str: str, container: str = DEFAULT_CONTAINER, *,
+                               verify: bool | str = True) -> "BlobTarget":
+        from azure.storage.blob import ContainerClient
+
+        return cls(ContainerClient.from_connection_string(conn_str, container, connection_verify=verify,
+                                                          **_BLOB_OPTIONS))
+
+    @classmethod
+    def from_sas_url(cls, url: str, *, verify: bool | str = True) -> "BlobTarget":
+        from azure.storage.blob import ContainerClient
+
+        target = cls(ContainerClient.from_container_url(url, connection_verify=verify, **_BLOB_OPTIONS))
+        target._created = True  # a container SAS cannot create its container: it must exist
+        return target
+
+    def upload(self, path: Path, blob_name: str) -> str:
+        from azure.core.exceptions import AzureError, ResourceExistsError
+        from azure.storage.blob import ContentSettings
+
+        try:
+            if not self._created:
+                try:
+                    self._container.create_container()
+                except ResourceExistsError:
+                    pass
+                self._created = True
+            with open(path, "rb") as fh:
+                self._container.upload_blob(blob_name, fh, overwrite=True,
+                                            content_settings=ContentSettings(content_type="audio/wav"))
+        except (AzureError, OSError) as exc:
+            raise UploadError(f"blob upload of {blob_name} failed: {redact(_short(exc))}") from None
+        return f"{self._container.container_name}/{blob_name}"
+
+
+class FileUploadTarget:
+    """IoT Hub file upload with a device identity: SAS URI from the hub, upload, notify."""
+
+    name = "iothub-file-upload"
+
+    def __init__(self, device_client: Any, *, verify: bool | str = True) -> None:
+        self._client = device_client
+        self._verify = verify
+
+    @classmethod
+    def from_connection_string(cls, conn_str: str, *, ca_file: str | None = None) -> "FileUploadTarget":
+        from azure.iot.device import IoTHubDeviceClient
+
+        kwargs: dict[str, Any] = {}
+        if ca_file:
+            kwargs["server_verification_cert"] = Path(ca_file).read_text()
+        client = IoTHubDeviceClient.create_from_connection_string(conn_str, **kwargs)
+        return cls(client, verify=ca_file or True)
+
+    def upload(self, path: Path, blob_name: str) -> str:
+        from azure.core.exceptions import AzureError, HttpResponseError
+        from azure.storage.blob import BlobClient, ContentSettings
+
+        try:
+            info = self._client.get_storage_info_for_blob(blob_name)
+        except Exception as exc:  # noqa: BLE001 - the SDK raises its own families of errors
+            raise UploadError(f"IoT Hub refused a SAS URI for {blob_name}: {redact(_short(exc))}") from None
+        url = "https://{}/{}/{}{}".format(info["hostName"], info["containerName"],
+                                          urllib.parse.quote(info["blobName"]), info["sasToken"])
+        try:
+            blob = BlobClient.from_blob_url(url, connection_verify=self._verify, **_BLOB_OPTIONS)
+            with open(path, "rb") as fh:
+                blob.upload_blob(fh, overwrite=True, content_settings=ContentSettings(content_type="audio/wav"))
+        except (AzureError, OSError) as exc:
+            status = exc.status_code if isinstance(exc, HttpResponseError) and exc.status_code else 500
+            reason = redact(_short(exc))
+            self._notify(info["correlationId"], False, status, reason[:200])
+            raise UploadError(f"file upload of {blob_name} failed: {reason}") from None
+        # The hub must hear about every upload, successful or not; an unconfirmed success is
+        # retried as a whole (same blob name, so the result is the same).
+        self._notify(info["correlationId"], True, 200, "uploaded")
+        return f"{info['containerName']}/{info['blobName']}"
+
+    def _notify(self, correlation_id: str, ok: bool, status: int, description: str) -> None:
+        try:
+            self._client.notify_blob_upload_status(correlation_id, ok, status, description)
+        except Exception as exc:  # noqa: BLE001
+            if ok:
+                raise UploadError(f"upload notification failed: {redact(_short(exc))}") from None
+            log.warning("uploader: could not notify the hub of a failed upload: %s", redact(_short(exc)))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def target_from_environment(env: Mapping[str, str] | None = None) -> Target | None:
+    """The upload target the environment configures, or None (clips then stay spooled)."""
+    env = os.environ if env is None else env
+    verify = _verify(env)
+    if env.get("AUSCULT_BLOB_CONNECTION_STRING"):
+        return BlobTarget.from_connection_string(env["AUSCULT_BLOB_CONNECTION_STRING"],
+                                                 env.get("AUSCULT_BLOB_CONTAINER") or DEFAULT_CONTAINER,
+                                                 verify=verify)
+    if env.get("AUSCULT_BLOB_CONTAINER_SAS_URL"):
+        return BlobTarget.from_sas_url(env["AUSCULT_BLOB_CONTAINER_SAS_URL"], verify=verify)
+    if env.get("AUSCULT_DEVICE_CONNECTION_STRING"):
+        return FileUploadTarget.from_connection_string(env["AUSCULT_DEVICE_CONNECTION_STRING"],
+                                                       ca_file=env.get("AUSCULT_CA_FILE"))
+    return None
+
+
+class Uploader:
+    """A background thread that empties the spool into ``target``, oldest clip first."""
+
+    def __init__(self, spool: Spool, target: Target | None, *, backoff: Backoff | None = None,
+                 poll_seconds: float = 5.0, on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.spool = spool
+        self.target = target
+        self._backoff = backoff or Backoff(initial=1.0, maximum=60.0)
+        self._poll = poll_seconds
+        self._on_result = on_result
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.uploaded = 0
+        self.failures = 0
+        self.last: dict[str, Any] | None = None
+
+    def start(self) -> None:
+        if self.target is None:
+            log.warning("uploader: no upload target configured; clips stay in %s (quota %d bytes)",
+                        self.spool.root, self.spool.quota_bytes)
+        self._thread = threading.Thread(target=self._loop, name="clip-uploader", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A clip was spooled: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        pending = self.spool.pending()
+        return {"target": self.target.name if self.target else None, "uploaded": self.uploaded,
+                "failures": self.failures, "pending": len(pending), "pending_bytes": sum(c.size for c in pending),
+                "dropped": self.spool.dropped, "last": self.last}
+
+    def upload_pending(self) -> bool:
+        """Upload every spooled clip now, stopping at the first failure; True if none failed."""
+        if self.target is None:
+            self.spool.enforce_quota()
+            return False
+        self.spool.enforce_quota()
+        for clip in self.spool.pending():
+            if self._stop.is_set():
+                return False
+            if not self._upload(clip):
+                return False
+        return True
+
+    def _upload(self, clip: Clip) -> bool:
+        assert self.target is not None
+        name = sanitize_blob_name(clip.name)
+        try:
+            where = self.target.upload(clip.path, name)
+        except FileNotFoundError:
+            return True  # dropped by the quota meanwhile
+        except UploadError as exc:
+            self.failures += 1
+            self._result({"clip": name, "ok": False, "error": str(exc), "time": time.time()})
+            log.warning("uploader: %s", exc)
+            return False
+        self.spool.remove(clip)
+        self.uploaded += 1
+        self._backoff.reset()
+        self._result({"clip": name, "ok": True, "to": where, "bytes": clip.size, "time": time.time()})
+        log.info("uploader: %s uploaded to %s", name, where)
+        return True
+
+    def _result(self, result: dict[str, Any]) -> None:
+        self.last = result
+        if self._on_result:
+            try:
+                self._on_result(result)
+            except Exception:  # noqa: BLE001
+                log.exception("uploader: result callback failed")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ok = self.upload_pending()
+            except Exception as exc:  # noqa: BLE001 - never die: log, back off, try again
+                log.warning("uploader: unexpected %s", redact(_short(exc)))
+                ok = False
+            if ok or self.target is None:
+                self._wake.wait(self._poll)
+            else:
+                self._wake.wait(self._backoff.next())
+            self._wake.clear()

@@ -1,0 +1,135 @@
+"""Inference backends: OpenVINO and onnxruntime agree, auto picks and says, bad models are refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audioclassifier.backends import ModelError, load_model
+from audioclassifier.config import DEFAULT_MODEL
+from audioclassifier.features import logmel
+from fixtures_audio import make_model, tone
+
+
+def machine_windows(card, n: int = 6) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Log-mel windows of synthetic machine sound (healthy and with a bearing fault)."""
+    from ml.synth import machine_params, synth_clip
+
+    out = []
+    for i in range(n):
+        fault = "normal" if i % 2 == 0 else "bearing"
+        y = synth_clip(machine=machine_params(i, seed=7), fault=fault, severity=0.8, seconds=card.window_seconds,
+                       sample_rate=card.features.sample_rate, snr_db=0.0, rng=np.random.default_rng(i))
+        out.append(logmel(y[: card.window_samples], params=card.features))
+    return np.stack(out)
+
+
+def agree(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    ov = load_model(path, backend="openvino", device="CPU")
+    ort = load_model(path, backend="onnxruntime")
+    assert (ov.backend.name, ort.backend.name) == ("openvino", "onnxruntime")
+    assert ov.card == ort.card  # the card read through each runtime's own metadata
+    x = machine_windows(ov.card)
+    a, _ = ov.score_batch(x)
+    b, _ = ort.score_batch(x)
+    singles = [ov.score(w)[0] for w in x]
+    np.testing.assert_allclose(singles, a, atol=1e-5)
+    return np.array(a), np.array(b)
+
+
+def test_backends_agree_on_the_default_model() -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"{DEFAULT_MODEL} not built yet (make model)")
+    a, b = agree(DEFAULT_MODEL)
+    assert np.ptp(a) > 0  # different windows, different scores: the comparison means something
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["anomaly", "classifier"])
+def test_backends_agree_on_test_models(tmp_path: Path, kind: str) -> None:
+    a, b = agree(make_model(tmp_path / "m.onnx", kind=kind))
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_classifier_score_is_one_minus_p_normal_and_label_is_argmax(tmp_path: Path) -> None:
+    m = load_model(make_model(tmp_path / "c.onnx", kind="classifier"), backend="onnxruntime")
+    for dbfs in (-70.0, -10.0):
+        w = logmel(tone(m.card.window_seconds, dbfs=dbfs, noise_dbfs=dbfs - 10))
+        score, label = m.score(w)
+        p_loud = 1 / (1 + np.exp(-(w.mean() + 40) / 5))
+        assert score == pytest.approx(p_loud, abs=1e-5)
+        assert label == ("loud" if p_loud > 0.5 else "normal")
+
+
+def test_auto_prefers_openvino_and_says_so(tmp_path: Path) -> None:
+    m = load_model(make_model(tmp_path / "m.onnx"), backend="auto")
+    assert m.backend.name == "openvino" and "OpenVINO" in m.note and m.backend.device == "CPU"
+
+
+def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_compile(tmp_path: Path) -> None:
+    m = load_model(make_model(tmp_path / "m.onnx"), backend="auto", device="NPU")  # no NPU here
+    assert m.backend.name == "onnxruntime" and "NPU" in m.note and "onnxruntime" in m.note
+    with pytest.raises(ModelError, match="compile"):
+        load_model(tmp_path / "m.onnx", backend="openvino", device="GPU")
+
+
+def test_each_process_loads_one_runtime(tmp_path: Path) -> None:
+    path = make_model(tmp_path / "m.onnx")
+    code = ("import sys, json; from audioclassifier.backends import load_model; "
+            f"m = load_model({str(path)!r}, backend=sys.argv[1]); "
+            "print(json.dumps([m.backend.name, 'openvino' in sys.modules, 'onnxruntime' in sys.modules]))")
+    for backend, expected in (("openvino", ["openvino", True, False]), ("onnxruntime", ["onnxruntime", False, True])):
+        out = subprocess.run([sys.executable, "-c", code, backend], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == expected
+
+
+@pytest.mark.parametrize("backend", ["auto", "openvino", "onnxruntime"])
+def test_malformed_missing_and_cardless_models_are_clear_errors(tmp_path: Path, backend: str) -> None:
+    with pytest.raises(ModelError, match="model file not found"):
+        load_model(tmp_path / "nope.onnx", backend=backend)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ModelError, match="empty file"):
+        load_model(tmp_path / "empty.onnx", backend=backend)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07garbage that is not a protobuf" * 10)
+    with pytest.raises(ModelError, match="junk.onnx") as err:
+        load_model(junk, backend=backend)
+    assert "ONNX" in str(err.value) or "OpenVINO" in str(err.value)
+    good = make_model(tmp_path / "good.onnx")
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ModelError, match="truncated.onnx"):
+        load_model(truncated, backend=backend)
+
+    import onnx
+
+    bare = onnx.load(str(good))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ModelError, match="no Auscult model card"):
+        load_model(tmp_path / "bare.onnx", backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_output_that_contradicts_the_card_is_refused(tmp_path: Path, backend: str) -> None:
+    path = make_model(tmp_path / "m.onnx", kind="classifier", labels=("normal", "a", "b"), mismatch=True)
+    with pytest.raises(ModelError, match="output 'score' has shape"):
+        load_model(path, backend=backend)
+    wrong_window = make_model(tmp_path / "w.onnx", window_seconds=2.0)
+    import onnx
+
+    from audioclassifier.card import ModelCard
+    from ml.modelcard import embed_card
+
+    m = onnx.load(str(wrong_window))
+    card = ModelCard.from_json(m.metadata_props[0].value)
+    embed_card(m, ModelCard(**{**card.__dict__, "features": card.features.__class__(n_mels=64)}))
+    onnx.save(m, str(tmp_path / "w64.onnx"))
+    with pytest.raises(ModelError, match="does not score a \\(64, 61\\) log-mel window"):
+        load_model(tmp_path / "w64.onnx", backend=backend)

@@ -1,0 +1,201 @@
+"""Fault tests: the real module (``python -m audioclassifier``) as a subprocess, on a synthetic
+recording with a developing bearing fault, against the loopback IoT Hub harness.
+
+The model is a tiny real ONNX anomaly model (a window's mean log-mel level) with a threshold
+between the healthy and the faulty part of the recording: what is under test here is delivery,
+not detection quality. Every test ends with a scan of the module's logs, every message and the
+reported properties for secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from harness.models import tiny_model
+from harness.procs import wait_until
+from harness.proxy import StallableProxy
+
+from audioclassifier.hub.redact import find_secrets
+
+REPO = Path(__file__).resolve().parents[1]
+THRESHOLD = -15.3  # the tiny model's score: about -15.5 healthy, -15.1 with the bearing fault
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> dict[str, Path]:
+    """Synthetic recordings: a long one with a fault from 6 s, a short faulty one, a healthy one."""
+    folder = tmp_path_factory.mktemp("recordings")
+    specs = {"long": ("45", "bearing", "6"), "short": ("16", "bearing", "4"), "healthy": ("8", "normal", "0")}
+    out = {}
+    for name, (seconds, fault, start) in specs.items():
+        path = folder / f"{name}.wav"
+        subprocess.run([sys.executable, "-m", "ml", "synth", "--long-seconds", seconds, "--fault", fault,
+                        "--fault-start", start, "--ramp-seconds", "3", "--seed", "3", "--out", str(path)],
+                       check=True, capture_output=True, cwd=REPO, timeout=120)
+        out[name] = path
+    out["model"] = tiny_model(folder / "tiny.onnx", version="1")[0]
+    return out
+
+
+class Module:
+    """One run of the module; its stderr goes to a log file that the secret scan reads."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    def start(self, source: Path, model: Path, *, speed: str = "realtime", extra: tuple[str, ...] = ()) -> None:
+        self.runs += 1
+        log = open(self.logs / f"module-{self.runs}.log", "wb")
+        cmd = [sys.executable, "-m", "audioclassifier", "--source", str(source), "--model", str(model),
+               "--speed", speed, "--threshold", str(THRESHOLD), "--consecutive", "1", "--cooldown-seconds", "1",
+               "--machine", "pump-1", "--local-out", str(self.logs / "local"), "--log-level", "INFO", *extra]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        log.close()
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def text(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("module-*.log")))
+
+    def alerts_emitted(self, run: int) -> int:
+        found = re.findall(r"done: \d+ windows, \d+ scored, (\d+) alerts", (self.logs / f"module-{run}.log").read_text())
+        assert found, f"run {run} did not finish:\n{(self.logs / f'module-{run}.log').read_text()[-3000:]}"
+        return int(found[-1])
+
+
+@pytest.fixture()
+def module(edge_env, azurite, tls, hub, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUSCULT_", "IOTEDGE_", "EdgeHub", "EdgeModule"))}
+    env.update(edge_env)
+    container = f"e2e-{uuid.uuid4().hex[:8]}"  # Azurite lives for the session: a container per test
+    env.update({"AUSCULT_BLOB_CONNECTION_STRING": azurite.connection_string, "AUSCULT_BLOB_CONTAINER": container,
+                "PYTHONUNBUFFERED": "1"})
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    m = Module(env, logs)
+    yield m
+    m.kill()
+    everything = m.text() + json.dumps(hub.reported) + "".join(x.raw.decode() + x.topic for x in hub.messages)
+    assert find_secrets(everything) == [], "a secret leaked"
+    for secret in ("SharedAccessKey=", "AccountKey="):
+        for value in re.findall(secret + r"([^;]+)", env["EdgeHubConnectionString"] + env["AUSCULT_BLOB_CONNECTION_STRING"]):
+            assert value not in everything
+
+
+def spool_clips(env: dict[str, str]) -> dict[str, bytes]:
+    root = Path(env["AUSCULT_SPOOL_DIR"]) / "clips"
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.wav")
+            if not p.name.startswith(".")}
+
+
+@pytest.mark.slow
+def test_broker_down_30s_while_the_fault_plays_loses_no_alert(module, hub, broker, recordings) -> None:
+    module.start(recordings["long"], recordings["model"], extra=("--telemetry-interval-seconds", "5"))
+    hub.wait_for(lambda h: h.outputs("alerts"), 30)  # connected, and the fault is being heard
+    broker.stop()
+    down_at = time.monotonic()
+    time.sleep(30)
+    received_during_outage = len(hub.outputs("alerts"))
+    broker.start()
+    assert module.wait(60) == 0
+    n = module.alerts_emitted(1)
+    hub.wait_for(lambda h: len(h.outputs("alerts")) >= n, 30)
+    alerts = hub.outputs("alerts")
+    assert [a.body["seq"] for a in alerts] == list(range(1, n + 1))  # all, once, in order
+    offsets = [a.body["audio_offset_seconds"] for a in alerts]
+    assert offsets == sorted(offsets)
+    assert n - received_during_outage >= 5, "the outage should have held back several alerts"
+    assert all(a.properties["alert"] == "true" and a.properties["label"] for a in alerts)
+    assert hub.outputs("telemetry"), "telemetry flowed too"
+    assert time.monotonic() - down_at > 30
+
+
+@pytest.mark.slow
+def test_storage_down_clips_spool_and_upload_later(module, hub, azurite, recordings) -> None:
+    azurite.stop()
+    try:
+        module.start(recordings["short"], recordings["model"], speed="4")
+        assert module.wait(60) == 0
+    finally:
+        azurite.start()
+    n = module.alerts_emitted(1)
+    spooled = spool_clips(module.env)
+    hub.wait_for(lambda h: len(h.outputs("alerts")) == n, 15)
+    clips = [a.body["clip"] for a in hub.outputs("alerts")]
+    assert n >= 2 and sorted(clips) == sorted(spooled)  # every alert's clip waited in the spool
+
+    module.start(recordings["healthy"], recordings["model"])  # storage is back
+    assert wait_until(lambda: not spool_clips(module.env), 30), "clips were not uploaded"
+    assert module.wait(60) == 0
+    assert azurite.blobs(module.env["AUSCULT_BLOB_CONTAINER"]) == spooled  # byte-identical, under the alert's clip name
+    hub.wait_for(lambda h: h.reported.get("uploads", {}).get("uploaded") == n, 10)
+
+
+def test_sigkill_during_an_upload_then_restart_uploads_once(module, hub, azurite, recordings, tls) -> None:
+    proxy = StallableProxy(azurite.port)
+    module.env["AUSCULT_BLOB_CONNECTION_STRING"] = azurite.connection_string.replace(
+        f":{azurite.port}/", f":{proxy.port}/")
+    try:
+        proxy.stall(after_bytes=12_000)  # handshake and the request's first kilobytes get through
+        module.start(recordings["short"], recordings["model"], speed="2")
+        hub.wait_for(lambda h: h.outputs("alerts"), 30)
+        # the upload of the first clip is on the wire, its bytes held by the stalled network
+        assert wait_until(lambda: proxy.bytes_up > 20_000, 30)
+        module.kill()  # SIGKILL mid-upload
+        spooled = spool_clips(module.env)
+        assert spooled, "the clip being uploaded must still be spooled"
+        assert azurite.blobs(module.env["AUSCULT_BLOB_CONTAINER"]) == {}
+        proxy.resume()
+        module.start(recordings["healthy"], recordings["model"])
+        assert wait_until(lambda: not spool_clips(module.env), 30), "clips were not uploaded after restart"
+        module.proc.send_signal(signal.SIGTERM)  # and a clean stop flushes and exits 0
+        assert module.wait(30) == 0
+    finally:
+        proxy.close()
+    blobs = azurite.blobs(module.env["AUSCULT_BLOB_CONTAINER"])
+    for name, data in spooled.items():
+        assert blobs[name] == data  # once (one blob per name), byte-identical
+    assert len(blobs) >= len(spooled)
+
+
+@pytest.mark.slow
+def test_outbox_quota_drops_oldest_telemetry_and_reports_it(module, hub, broker, recordings) -> None:
+    module.env["AUSCULT_OUTBOX_QUOTA_MB"] = "0.006"  # about a dozen messages
+    broker.stop()
+    try:
+        module.start(recordings["short"], recordings["model"], speed="max",
+                     extra=("--telemetry-interval-seconds", "1"))
+        assert module.wait(60) == 0
+    finally:
+        broker.start()
+    n = module.alerts_emitted(1)
+    module.start(recordings["healthy"], recordings["model"])
+    hub.wait_for(lambda h: h.reported.get("status", {}).get("outbox", {}).get("dropped", {}).get("telemetry"), 30)
+    dropped = hub.reported["status"]["outbox"]["dropped"]
+    assert dropped["telemetry"] > 0
+    assert module.wait(60) == 0
+    alerts = hub.outputs("alerts")
+    seqs = [a.body["seq"] for a in alerts if a.body["seq"] <= n]
+    # telemetry went first: alerts were dropped only if no telemetry was left, and then the oldest
+    assert seqs == list(range(n - len(seqs) + 1, n + 1)) and len(seqs) + dropped.get("alerts", 0) == n
+    tele = [t.body["seq"] for t in hub.outputs("telemetry")]
+    assert tele == sorted(tele) and tele[0] > 1  # the oldest telemetry is what was dropped

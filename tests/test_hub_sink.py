@@ -1,0 +1,178 @@
+"""HubSink over the real SDK, broker, hub responder and Azurite: twin validation, methods, model
+updates, clip uploads, quota reports, and no secret in any log, message or reported property.
+
+The runtime side is a small in-test control (the RuntimeControl surface: settings, status,
+capture, model swap); the real module runs against the same harness in test_hub_module.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness.models import tiny_model
+from harness.procs import wait_until
+
+from audioclassifier.audio_io import write_wav
+from audioclassifier.card import read_card
+from audioclassifier.hub import HubSink
+from audioclassifier.hub.redact import find_secrets
+from audioclassifier.settings import Settings
+
+
+class Control:
+    """What the runtime exposes to a sink, reduced to recording what the sink asks for."""
+
+    def __init__(self, clip_dir: Path) -> None:
+        self.settings = Settings(machine="pump-1")
+        self.clip_dir = clip_dir
+        self.swapped: list[Path] = []
+        self.applied: list[Settings] = []
+
+    def apply_settings(self, s: Settings) -> None:
+        self.applied.append(s)
+        self.settings = s
+
+    def status(self) -> dict:
+        return {"state": "running", "model": {"version": "1"}, "settings": self.settings.to_dict()}
+
+    def capture_clip(self, seconds: float, label: str) -> Path:
+        y = np.random.default_rng(0).standard_normal(int(16000 * seconds)).astype(np.float32) * 0.1
+        return write_wav(self.clip_dir / "pump-1" / "2026-01-02" / f"120000-{label}.wav", y, sample_rate=16000)
+
+    def reload_model(self) -> dict:
+        return {"reloaded": True}
+
+    def swap_model(self, path: Path) -> dict:
+        card = read_card(path)  # what the runtime does first: a model without a valid card is refused
+        self.swapped.append(Path(path))
+        return {"version": card.version}
+
+    def self_test(self) -> dict:
+        return {"ok": True, "checks": {"model": "ok"}}
+
+
+@pytest.fixture()
+def sink_env(edge_env, azurite, tls, monkeypatch):
+    env = {**edge_env, "AUSCULT_BLOB_CONNECTION_STRING": azurite.connection_string,
+           "AUSCULT_BLOB_CONTAINER": "sink-clips", "AUSCULT_CA_FILE": str(tls.ca)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+@pytest.fixture()
+def running(sink_env, hub, caplog):
+    caplog.set_level(logging.DEBUG)
+    sink = HubSink()
+    control = Control(sink.clip_dir)
+    sink.start(control)
+    assert sink.client.wait_ready(15)
+    yield sink, control
+    sink.close()
+    # Secrets never leave: not in any log record, message or reported property.
+    everything = caplog.text + json.dumps(hub.reported) + "".join(m.raw.decode() + m.topic for m in hub.messages)
+    assert find_secrets(everything) == []
+    assert sink_env["EdgeHubConnectionString"].split("SharedAccessKey=")[1] not in everything
+
+
+def test_desired_properties_are_validated_applied_and_reported(running, hub) -> None:
+    sink, control = running
+    hub.set_desired({"threshold": 0.42, "cooldown_seconds": 5})
+    assert wait_until(lambda: control.settings.threshold == 0.42, 10)
+    hub.wait_for(lambda h: h.reported.get("settings", {}).get("threshold") == 0.42, 10)
+
+    hub.set_desired({"threshold": "high", "consecutive": 3, "colour": "red"})
+    hub.wait_for(lambda h: set(h.reported.get("rejected", {})) == {"threshold", "colour"}, 10)
+    assert "finite number" in hub.reported["rejected"]["threshold"]
+    assert control.settings.threshold == 0.42 and control.settings.consecutive == 3  # old kept, good applied
+    assert "rejected desired properties" in hub.reported["last_error"]
+
+    hub.set_desired({"threshold": 0.5, "colour": None})
+    hub.wait_for(lambda h: h.reported.get("rejected", {}) == {}, 10)  # cleared once fixed
+    assert control.settings.threshold == 0.5
+
+
+def test_methods(running, hub, azurite) -> None:
+    sink, control = running
+    status, body = hub.invoke("getStatus", None, 10)
+    assert status == 200 and body["state"] == "running" and body["hub"]["connected"] is True
+    assert body["outbox"]["pending"] == {} and body["uploads"]["target"] == "blob"
+    assert hub.invoke("selfTest", None, 10) == (200, {"ok": True, "checks": {"model": "ok"}})
+    assert hub.invoke("reloadModel", {}, 10) == (200, {"reloaded": True})
+    assert hub.invoke("nope", None, 10)[0] == 404
+
+    assert hub.invoke("captureClip", {"seconds": 0, "label": "x"}, 10)[0] == 400
+    assert hub.invoke("captureClip", {"seconds": 1, "label": "../etc"}, 10)[0] == 400
+    status, body = hub.invoke("captureClip", {"seconds": 1.5, "label": "bearing-field"}, 10)
+    assert status == 200 and body["clip"] == "pump-1/2026-01-02/120000-bearing-field.wav"
+    assert wait_until(lambda: "pump-1/2026-01-02/120000-bearing-field.wav" in azurite.blobs("sink-clips"), 20)
+    assert wait_until(lambda: not sink.spool.pending(), 5)
+    hub.wait_for(lambda h: h.reported.get("uploads", {}).get("uploaded") == 1, 10)
+    assert hub.reported["uploads"]["last"]["ok"] is True
+
+
+def test_alerts_go_out_with_their_clip(running, hub, azurite) -> None:
+    sink, control = running
+    path = control.capture_clip(0.5, "imbalance")
+    clip = path.relative_to(sink.clip_dir).as_posix()
+    sink.emit("alerts", {"type": "anomaly", "machine": "pump-1", "label": "imbalance", "score": 0.97,
+                         "threshold": 0.5, "clip": clip, "model": "1", "seq": 1})
+    sink.emit("telemetry", {"type": "telemetry", "machine": "pump-1", "windows": 12, "seq": 1})
+    hub.wait_for(lambda h: h.outputs("alerts") and h.outputs("telemetry"), 10)
+    msg = hub.outputs("alerts")[0]
+    assert msg.properties["alert"] == "true" and msg.properties["label"] == "imbalance"
+    assert msg.body["clip"] == clip
+    assert wait_until(lambda: azurite.blobs("sink-clips").get(clip) == path.read_bytes() if path.exists()
+                      else clip in azurite.blobs("sink-clips"), 20)
+
+
+def test_model_update_over_the_air(running, hub, tmp_path: Path) -> None:
+    sink, control = running
+    src, sha = tiny_model(tmp_path / "m2.onnx", version="2")
+    bad = ("f" if sha[0] != "f" else "e") + sha[1:]
+    hub.set_desired({"model": {"url": src.as_uri(), "sha256": bad, "version": "2"}})
+    hub.wait_for(lambda h: h.reported.get("model", {}).get("state") == "failed", 15)
+    assert "sha256 mismatch" in hub.reported["model"]["error"] and control.swapped == []
+
+    hub.set_desired({"model": {"url": src.as_uri(), "sha256": sha, "version": "2"}})
+    hub.wait_for(lambda h: h.reported.get("model", {}).get("state") == "ok", 15)
+    assert hub.reported["model"]["version"] == "2" and hub.reported["model"].get("error") is None
+    assert control.swapped == [sink.models_dir / f"{sha}.onnx"]
+    assert control.settings.model.version == "2"
+
+    hub.set_desired({"model": {"url": "ftp://x/y.onnx", "sha256": sha, "version": "3"}})
+    hub.wait_for(lambda h: "model.url" in h.reported.get("rejected", {}), 10)
+    assert control.settings.model.version == "2"
+
+
+def test_quota_drops_are_counted_and_reported(sink_env, hub, monkeypatch) -> None:
+    monkeypatch.setenv("AUSCULT_OUTBOX_QUOTA_MB", "0.01")  # ~10 kB
+    hub_down = HubSink()
+    try:
+        for i in range(60):
+            hub_down.emit("telemetry", {"type": "telemetry", "i": i, "pad": "x" * 200, "seq": 0})
+        hub_down.emit("alerts", {"type": "anomaly", "label": "bearing", "score": 1.0, "seq": 0})
+        st = hub_down.outbox.stats()
+        assert st.dropped["telemetry"] > 0 and st.pending["alerts"] == 1
+        control = Control(hub_down.clip_dir)
+        hub_down.start(control)
+        hub.wait_for(lambda h: h.reported.get("status", {}).get("outbox", {}).get("dropped", {}).get("telemetry"), 15)
+        assert hub.reported["status"]["outbox"]["dropped"]["telemetry"] == st.dropped["telemetry"]
+        hub.wait_for(lambda h: h.outputs("alerts"), 10)
+        kept = [m.body["i"] for m in hub.wait_for(lambda h: len(h.outputs("telemetry")) == st.pending["telemetry"]
+                                                  and h.outputs("telemetry"), 10)]
+        assert kept == list(range(60 - len(kept), 60))  # the newest telemetry survived, in order
+    finally:
+        hub_down.close()
+
+
+def test_settings_replace_keeps_model_field(running) -> None:
+    sink, control = running
+    before = control.settings
+    sink._on_desired({"machine": "pump-2"}, False)
+    assert control.settings == replace(before, machine="pump-2")

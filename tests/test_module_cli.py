@@ -1,0 +1,215 @@
+"""``python -m audioclassifier`` end to end, as a process: replay, local mode outputs, energy gate,
+signals, self-test, and clear errors for bad models, sources and options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audioclassifier.features import logmel
+from fixtures_audio import make_model, tone
+
+SR = 16000
+ALERT_FIELDS = {"type", "machine", "label", "score", "threshold", "window_start", "window_end",
+                "audio_offset_seconds", "clip", "model", "seq"}
+TELEMETRY_FIELDS = {"type", "machine", "interval_start", "interval_end", "windows", "scored", "mean_score",
+                    "max_score", "level_dbfs", "state", "alerts", "overflows", "model", "seq"}
+
+
+def module(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "audioclassifier", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """12 s quiet machine, 8 s digital near-silence (machine off), 12 s loud machine; and a model
+    whose threshold sits between the quiet and the loud level."""
+    root = tmp_path_factory.mktemp("story")
+    quiet, loud = tone(12, dbfs=-40, noise_dbfs=-60, seed=1), tone(12, dbfs=-15, noise_dbfs=-35, seed=2)
+    off = np.zeros(8 * SR, dtype=np.float32)
+    y = np.concatenate([quiet, off, loud])
+    wav = root / "story.wav"
+    sf.write(wav, y, SR, subtype="PCM_16")
+    threshold = float((logmel(quiet[: 2 * SR]).mean() + logmel(loud[: 2 * SR]).mean()) / 2)
+    model = make_model(root / "model.onnx", threshold=threshold, window_seconds=2.0, version="story-1")
+    return {"wav": wav, "model": model, "threshold": threshold, "root": root}
+
+
+def test_replay_writes_alerts_telemetry_and_clips(story: dict, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = module("--source", str(story["wav"]), "--model", str(story["model"]), "--speed", "max",
+               "--local-out", str(out), "--backend", "onnxruntime", "--telemetry-interval-seconds", "5",
+               "--cooldown-seconds", "5", "--machine", "pump 7/north", "--window-log", str(tmp_path / "w.jsonl"))
+    assert r.returncode == 0, r.stderr
+    alerts = jsonl(out / "alerts.jsonl")
+    assert alerts, r.stderr
+    for a in alerts:
+        assert set(a) == ALERT_FIELDS
+        assert a["type"] == "anomaly" and a["label"] == "anomaly" and a["machine"] == "pump 7/north"
+        assert a["model"] == "story-1" and a["score"] > a["threshold"] == pytest.approx(story["threshold"], abs=1e-5)
+        start = datetime.fromisoformat(a["window_start"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(a["window_end"].replace("Z", "+00:00"))
+        assert (end - start).total_seconds() == pytest.approx(2.0, abs=1e-3)
+        assert a["audio_offset_seconds"] >= 20.0  # only the loud part: window start is in it
+        clip = out / "clips" / a["clip"]
+        assert a["clip"].startswith(f"pump_7_north/{start:%Y-%m-%d}/{start:%H%M%S}-anomaly")
+        info = sf.info(clip)
+        assert info.samplerate == SR and info.frames == 5 * SR  # window + 3 s context before it
+    assert [a["seq"] for a in alerts] == list(range(1, len(alerts) + 1))
+    offsets = [a["audio_offset_seconds"] for a in alerts]
+    assert all(b - a >= 5.0 - 1e-6 for a, b in zip(offsets, offsets[1:]))  # cooldown in audio time
+    assert r.stdout.count("ALERT ") == len(alerts)  # a readable line each
+
+    telemetry = jsonl(out / "telemetry.jsonl")
+    assert all(set(t) == TELEMETRY_FIELDS for t in telemetry)
+    assert [t["seq"] for t in telemetry] == list(range(1, len(telemetry) + 1))
+    assert sum(t["alerts"] for t in telemetry) == len(alerts)
+    assert "silent" in [t["state"] for t in telemetry] and telemetry[-1]["state"] == "running"
+    windows = jsonl(tmp_path / "w.jsonl")
+    assert sum(t["windows"] for t in telemetry) == len(windows)
+    # The energy gate: windows wholly in the silent stretch are not scored.
+    silent = [w for w in windows if w["start_offset"] >= 12.0 and w["end_offset"] <= 20.0]
+    assert silent and all(w["score"] is None and w["level_dbfs"] < -70 for w in silent)
+    assert sum(t["scored"] for t in telemetry) == sum(w["score"] is not None for w in windows)
+
+
+def test_sequence_numbers_continue_across_restarts(story: dict, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ("--source", str(story["wav"]), "--model", str(story["model"]), "--speed", "max", "--local-out", str(out),
+            "--backend", "onnxruntime", "--cooldown-seconds", "0")
+    first = module(*args)
+    n = len(jsonl(out / "alerts.jsonl"))
+    second = module(*args)
+    assert first.returncode == second.returncode == 0
+    seqs = [a["seq"] for a in jsonl(out / "alerts.jsonl")]
+    assert len(seqs) == 2 * n and seqs[n] > seqs[n - 1] and seqs == sorted(seqs)
+
+
+def test_imports_only_what_the_job_needs(story: dict, tmp_path: Path) -> None:
+    heavy = ("torch", "librosa", "sklearn", "matplotlib", "onnx", "sounddevice", "openvino", "azure", "scipy.signal")
+    code = ("import json, runpy, sys\n"
+            "sys.argv = ['audioclassifier'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_module('audioclassifier', run_name='__main__')\n"
+            "except SystemExit as e:\n    code = e.code\n"
+            f"print(json.dumps([code, [m for m in {heavy!r} if m in sys.modules]]))\n")
+    r = subprocess.run([sys.executable, "-c", code, "--source", str(story["wav"]), "--model", str(story["model"]),
+                        "--speed", "max", "--local-out", str(tmp_path), "--backend", "onnxruntime"],
+                       capture_output=True, text=True, timeout=120)
+    assert json.loads(r.stdout.splitlines()[-1]) == [0, []], r.stderr
+
+
+def test_sigterm_stops_cleanly_and_flushes(story: dict, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    wlog = tmp_path / "w.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "audioclassifier", "--source", str(story["wav"]), "--model",
+                          str(story["model"]), "--speed", "realtime", "--local-out", str(out), "--backend",
+                          "onnxruntime", "--window-log", str(wlog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "first score" not in "".join(_read_available(p)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert "SIGTERM: finishing" in err
+    telemetry = jsonl(out / "telemetry.jsonl")
+    assert len(telemetry) == 1 and telemetry[0]["windows"] >= 1  # the partial interval, flushed at exit
+    assert telemetry[0]["interval_end"] > telemetry[0]["interval_start"]
+
+
+_stderr_seen: dict[int, list[str]] = {}
+
+
+def _read_available(p: subprocess.Popen[str]) -> list[str]:
+    """Lines of stderr so far, without blocking (the module logs to stderr)."""
+    import select
+
+    lines = _stderr_seen.setdefault(p.pid, [])
+    assert p.stderr is not None
+    while select.select([p.stderr], [], [], 0)[0]:
+        line = p.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+    return lines
+
+
+def test_self_test_passes_with_the_default_model() -> None:
+    r = module("--self-test", "--backend", "onnxruntime")
+    if "model file not found" in r.stdout:
+        pytest.skip("default model not built yet (make model)")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] and set(report["checks"]) == {"front_end", "scoring"}
+    assert all(c["ok"] for c in report["checks"].values())
+
+
+def test_self_test_reports_a_broken_model(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00not a model")
+    r = module("--self-test", "--model", str(bad))
+    assert r.returncode == 1
+    report = json.loads(r.stdout)
+    assert report["ok"] is False and "bad.onnx" in report["error"]
+
+
+@pytest.mark.parametrize("case", ["missing", "malformed", "no-card"])
+def test_unusable_models_are_clear_errors(story: dict, tmp_path: Path, case: str) -> None:
+    model = tmp_path / "m.onnx"
+    if case == "malformed":
+        model.write_bytes(b"\x08\x01 this is no protobuf")
+    elif case == "no-card":
+        import onnx
+
+        m = onnx.load(str(story["model"]))
+        del m.metadata_props[:]
+        onnx.save(m, str(model))
+    r = module("--source", str(story["wav"]), "--model", str(model), "--speed", "max", "--local-out", str(tmp_path))
+    assert r.returncode == 2
+    expected = {"missing": "model file not found", "malformed": "not a loadable ONNX model",
+                "no-card": "no Auscult model card"}[case]
+    assert expected in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "alerts.jsonl").exists()
+
+
+def test_bad_source_and_options_are_clear_errors(story: dict, tmp_path: Path) -> None:
+    r = module("--source", str(tmp_path / "nope.wav"), "--model", str(story["model"]), "--local-out", str(tmp_path))
+    assert r.returncode == 2 and "no such file or folder" in r.stderr
+    r = module("--source", str(story["wav"]), "--model", str(story["model"]), "--speed", "max",
+               "--local-out", str(tmp_path), env={"AUSCULT_HOP_SECONDS": "soon"})
+    assert r.returncode == 2 and "--hop-seconds" in r.stderr and "not a number" in r.stderr
+    r = module("--source", str(story["wav"]), "--model", str(story["model"]), "--hop-seconds", "100",
+               "--local-out", str(tmp_path))
+    assert r.returncode == 2 and "--hop-seconds" in r.stderr and "60" in r.stderr
+    r = module("--source", str(story["wav"]), env={"AUSCULT_BACKEND": "tensorflow"})
+    assert r.returncode == 2 and "AUSCULT_BACKEND" in r.stderr
+
+
+def test_environment_configures_the_module(story: dict, tmp_path: Path) -> None:
+    out = tmp_path / "envout"
+    r = module(env={"AUSCULT_SOURCE": str(story["wav"]), "AUSCULT_MODEL": str(story["model"]),
+                    "AUSCULT_SPEED": "max", "AUSCULT_LOCAL_OUT": str(out), "AUSCULT_BACKEND": "onnxruntime",
+                    "AUSCULT_MACHINE": "fan-3", "AUSCULT_THRESHOLD": "1000"})
+    assert r.returncode == 0, r.stderr
+    assert not jsonl(out / "alerts.jsonl")  # nothing is over 1000 dB
+    assert {t["machine"] for t in jsonl(out / "telemetry.jsonl")} == {"fan-3"}

@@ -1,0 +1,158 @@
+"""Anomaly training on tiny synthetic data: learns from normal only, scores faults higher, calibrates
+its threshold, keeps machines apart, reproduces with a seed, skips bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import scipy.stats
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ml_tiny import PARAMS, WINDOW, make_tree
+
+from audioclassifier.card import read_card
+from ml.calibrate import confidence_threshold, gamma_threshold
+from ml.evaluate import evaluate
+from ml.splits import group_split
+from ml.train import TrainError, TrainOptions, train
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Training tree (normal of 4 machines, a few faults for method choice) and a test tree
+    (other clips of the same machines, every label)."""
+    base = tmp_path_factory.mktemp("anomaly")
+    tr = make_tree(base / "train", labels={"normal": 6, "bearing": 1, "imbalance": 1}, machines=(0, 1, 2, 3), seconds=3.0)
+    te = make_tree(base / "test", labels={"normal": 2, "bearing": 2, "imbalance": 2, "clogging": 2},
+                   machines=(0, 1), clip_offset=10)
+    return tr, te
+
+
+def _opts(data: Path, out: Path, **kw) -> TrainOptions:
+    o = TrainOptions(data=data, kind="anomaly", out=out, params=PARAMS, window_seconds=WINDOW, **kw)
+    o.anomaly.gmm_n_init = 1
+    return o
+
+
+def test_gmm_learns_normal_and_flags_faults(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    tr, te = tiny
+    res = train(_opts(tr, tmp_path / "m.onnx", method="gmm", seed=1), say=lambda s: None)
+    card = read_card(res.path)
+    assert card.kind == "anomaly" and card.window_frames == PARAMS.frames_for(16000)
+    assert card.extra["method"].startswith("gmm")
+    assert card.threshold_method.startswith("gamma-p90")
+    assert card.version.startswith("anomaly-")
+    assert "train" in card.trained["files"] and card.trained["seed"] == 1
+    ev = evaluate(res.path, te, tmp_path / "rep", plots=False)
+    assert ev.metrics["file"]["auc"] > 0.9, ev.metrics
+    # the abnormal training files were never fitted: only normal windows went into the mixture
+    assert set(card.trained["candidates"]) == {"gmm1", "gmm2", "gmm4"}
+
+
+def test_threshold_is_the_gamma_percentile_of_normal_validation_scores(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    tr, _ = tiny
+    res = train(_opts(tr, tmp_path / "m.onnx", method="mahalanobis", percentile=80.0), say=lambda s: None)
+    from ml.anomaly import score_windows
+    from ml.dataset import scan_tree
+    from ml.windows import load_windows
+
+    # recompute the validation normal scores of the split the run made and fit the gamma again
+    ws = load_windows(scan_tree(tr), params=PARAMS, window_seconds=WINDOW, progress=False)
+    val_groups = set(eval(res.card.trained["split"].split("validation groups ")[1]))
+    sel = np.isin(ws.groups, list(val_groups)) & (ws.labels == "normal")
+    s = score_windows(res.model, ws.x[sel])
+    expect = gamma_threshold(s, percentile=80.0)
+    assert res.card.threshold == pytest.approx(expect.threshold, rel=1e-4)
+    assert "p80" in res.card.threshold_method
+    # and that is the 80th percentile of the fitted gamma
+    assert scipy.stats.gamma.cdf(expect.threshold - expect.shift, expect.shape, scale=expect.scale) == pytest.approx(0.8)
+
+
+def test_gamma_threshold_recovers_a_known_percentile() -> None:
+    rng = np.random.default_rng(0)
+    s = rng.gamma(4.0, 0.5, 5000)
+    g = gamma_threshold(s, percentile=90)
+    assert g.threshold == pytest.approx(scipy.stats.gamma.ppf(0.9, 4.0, scale=0.5), rel=0.03)
+    assert np.mean(s <= g.threshold) == pytest.approx(0.9, abs=0.02)
+    # negative scores (log-likelihoods) are shifted, not refused
+    g2 = gamma_threshold(s - 10.0, percentile=90)
+    assert g2.threshold == pytest.approx(g.threshold - 10.0, abs=0.1)
+    with pytest.raises(ValueError):
+        gamma_threshold(np.array([1.0, np.nan]), percentile=90)
+
+
+def test_confidence_threshold_keeps_the_requested_share_of_correct_windows() -> None:
+    p = np.linspace(0.3, 1.0, 101)
+    correct = np.ones(101, bool)
+    t = confidence_threshold(p, correct, keep=0.9)
+    assert np.mean(p[correct] >= t) == pytest.approx(0.9, abs=0.02)
+    assert confidence_threshold(p, np.zeros(101, bool)) == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["id_0", "id_1", "id_2", "id_3", "id_4", "id_5"]), min_size=4, max_size=40),
+       st.integers(0, 1000))
+def test_groups_never_leak_across_the_split(groups: list[str], seed: int) -> None:
+    labels = ["normal" if i % 3 else "bearing" for i in range(len(groups))]
+    tr, va = group_split(labels, groups, seed=seed)
+    assert len(tr) and len(va)
+    assert set(tr).isdisjoint(va) and len(tr) + len(va) == len(groups)
+    if len(set(groups)) > 1:
+        assert {groups[i] for i in tr}.isdisjoint({groups[i] for i in va})
+
+
+def test_same_seed_same_model_ae(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    tr, _ = tiny
+    a = train(_opts(tr, tmp_path / "a.onnx", method="ae", seed=7, epochs=2), say=lambda s: None)
+    b = train(_opts(tr, tmp_path / "b.onnx", method="ae", seed=7, epochs=2), say=lambda s: None)
+    ga, gb = onnx.load(str(a.path)).graph, onnx.load(str(b.path)).graph
+    assert ga.SerializeToString() == gb.SerializeToString()
+    assert a.card.version == b.card.version and a.card.threshold == b.card.threshold
+    assert a.card.context_frames == 5
+    c = train(_opts(tr, tmp_path / "c.onnx", method="ae", seed=8, epochs=2), say=lambda s: None)
+    assert onnx.load(str(c.path)).graph.SerializeToString() != ga.SerializeToString()
+
+
+def test_auto_chooses_among_methods_by_validation(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    tr, _ = tiny
+    lines: list[str] = []
+    res = train(_opts(tr, tmp_path / "m.onnx", method="auto", epochs=1), say=lines.append)
+    cands = res.card.trained["candidates"]
+    assert {"mahalanobis", "ae"} <= set(cands) and all("val_auc" in v for v in cands.values())
+    best = max(cands.values(), key=lambda v: v["val_auc"])["val_auc"]
+    assert cands[res.card.extra["method"]]["val_auc"] >= round(best, 3) - 1e-3
+    assert any("chosen method" in s for s in lines)
+
+
+def test_bad_files_are_skipped_and_counted(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    tr, _ = tiny
+    data = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(tr, data)
+    (data / "normal" / "id_00" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (data / "normal" / "id_01" / "empty.wav").write_bytes(b"")
+    lines: list[str] = []
+    res = train(_opts(data, tmp_path / "m.onnx", method="mahalanobis"), say=lines.append)
+    assert res.card.trained["files"]["failed"] == 2
+    assert sum(s.startswith("skipped ") for s in lines) == 2
+
+
+def test_refuses_a_tree_without_normal(tmp_path: Path) -> None:
+    make_tree(tmp_path / "d", labels={"bearing": 1}, machines=(0,), seconds=1.0)
+    with pytest.raises(TrainError, match="normal"):
+        train(_opts(tmp_path / "d", tmp_path / "m.onnx"), say=lambda s: None)
+
+
+def test_cli_train_reports_bad_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ml.__main__ import main
+
+    assert main(["train", "--data", str(tmp_path / "nothing"), "--kind", "anomaly", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "no such file" in capsys.readouterr().out
