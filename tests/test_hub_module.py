@@ -108,6 +108,17 @@ def spool_clips(env: dict[str, str]) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
+def dedupe_by_seq(messages: list) -> list:
+    """What the cloud keeps: the first copy of each `seq`, in arrival order."""
+    seen: set[int] = set()
+    kept = []
+    for m in messages:
+        if m.body["seq"] not in seen:
+            seen.add(m.body["seq"])
+            kept.append(m)
+    return kept
+
+
 def test_broker_down_30s_while_the_fault_plays_loses_no_alert(module, hub, broker, recordings) -> None:
     module.start(recordings["long"], recordings["model"], extra=("--telemetry-interval-seconds", "5"))
     hub.wait_for(lambda h: h.outputs("alerts"), 30)  # connected, and the fault is being heard
@@ -119,8 +130,12 @@ def test_broker_down_30s_while_the_fault_plays_loses_no_alert(module, hub, broke
     assert module.wait(60) == 0
     n = module.alerts_emitted(1)
     hub.wait_for(lambda h: len(h.outputs("alerts")) >= n, 30)
-    alerts = hub.outputs("alerts")
-    assert [a.body["seq"] for a in alerts] == list(range(1, n + 1))  # all, once, in order
+    received = hub.outputs("alerts")
+    # At-least-once: a send whose PUBACK the outage swallowed is sent again, and the cloud drops
+    # the copy by `seq` (DESIGN.md). After that: every alert, in order, and only a few copies.
+    alerts = dedupe_by_seq(received)
+    assert [a.body["seq"] for a in alerts] == list(range(1, n + 1))  # all, in order
+    assert len(received) - len(alerts) <= 3, "only sends in flight at the outage may repeat"
     offsets = [a.body["audio_offset_seconds"] for a in alerts]
     assert offsets == sorted(offsets)
     assert n - received_during_outage >= 5, "the outage should have held back several alerts"
@@ -193,9 +208,9 @@ def test_outbox_quota_drops_oldest_telemetry_and_reports_it(module, hub, broker,
     dropped = hub.reported["status"]["outbox"]["dropped"]
     assert dropped["telemetry"] > 0
     assert module.wait(60) == 0
-    alerts = hub.outputs("alerts")
+    alerts = dedupe_by_seq(hub.outputs("alerts"))
     seqs = [a.body["seq"] for a in alerts if a.body["seq"] <= n]
     # telemetry went first: alerts were dropped only if no telemetry was left, and then the oldest
     assert seqs == list(range(n - len(seqs) + 1, n + 1)) and len(seqs) + dropped.get("alerts", 0) == n
-    tele = [t.body["seq"] for t in hub.outputs("telemetry")]
+    tele = [t.body["seq"] for t in dedupe_by_seq(hub.outputs("telemetry"))]
     assert tele == sorted(tele) and tele[0] > 1  # the oldest telemetry is what was dropped

@@ -15,64 +15,14 @@ plus ``<OUT without .wav>.json`` describing it. The parser imports nothing heavy
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from types import ModuleType
 
+from audioclassifier.argtypes import finite, int_at_least, positive, unit
+
 _TREE_ONLY = ("labels", "machines", "first_machine_id", "clips_per_class", "seconds", "severity_range")
 _LONG_ONLY = ("fault", "fault_start", "ramp_seconds", "max_severity", "machine_id")
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _int(text: str) -> int:
-    """argparse type: an integer."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _finite(text: str) -> float:
-    """argparse type: a finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
-    return value
-
-
-def _positive(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    value = _finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _unit(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    value = _finite(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -89,35 +39,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     add = p.add_argument
     add("--out", required=True, type=Path, metavar="OUT", help="output folder (a .wav with --long-seconds)")
-    add("--seed", type=_nonnegative_int, default=0, metavar="N", help="seed of fleet and clips (default 0)")
+    add("--seed", type=int_at_least(0), default=0, metavar="N", help="seed of fleet and clips (default 0)")
     add(
         "--snr-db",
-        type=_finite,
+        type=finite,
         action="append",
         metavar="DB",
         help="machine-to-background power ratio in dB (default 0); repeat to cycle over clips, e.g. -6, 0, 6",
     )
-    add("--sample-rate", type=_positive_int, default=16000, metavar="HZ", help="Hz (default 16000)")
+    add("--sample-rate", type=int_at_least(1), default=16000, metavar="HZ", help="Hz (default 16000)")
     add = p.add_argument_group("tree mode").add_argument
     add("--labels", metavar="L1,L2", help="comma-separated labels (default: all four)")
-    add("--machines", type=_positive_int, metavar="N", help="machine IDs per label (default 4)")
-    add("--first-machine-id", type=_nonnegative_int, metavar="ID", help="first machine ID (default 0)")
-    add("--clips-per-class", type=_positive_int, metavar="N", help="clips per label and machine (default 20)")
-    add("--seconds", type=_positive, metavar="S", help="clip length in seconds (default 10)")
+    add("--machines", type=int_at_least(1), metavar="N", help="machine IDs per label (default 4)")
+    add("--first-machine-id", type=int_at_least(0), metavar="ID", help="first machine ID (default 0)")
+    add("--clips-per-class", type=int_at_least(1), metavar="N", help="clips per label and machine (default 20)")
+    add("--seconds", type=positive, metavar="S", help="clip length in seconds (default 10)")
     add(
         "--severity-range",
-        type=_unit,
+        type=unit,
         nargs=2,
         metavar=("MIN", "MAX"),
         help="fault severity of each clip is drawn uniformly from [MIN, MAX] (default 0.5 1.0)",
     )
     add = p.add_argument_group("long-recording mode").add_argument
-    add("--long-seconds", type=_positive, metavar="S", help="write one recording this long to --out (a .wav)")
+    add("--long-seconds", type=positive, metavar="S", help="write one recording this long to --out (a .wav)")
     add("--fault", metavar="LABEL", help="fault that develops: imbalance, bearing, clogging (default normal)")
-    add("--fault-start", type=_finite, metavar="S", help="seconds of healthy sound first (default: half)")
-    add("--ramp-seconds", type=_positive, metavar="S", help="seconds to reach full severity (default 20)")
-    add("--max-severity", type=_unit, metavar="X", help="severity reached after the ramp (default 1.0)")
-    add("--machine-id", type=_nonnegative_int, metavar="ID", help="machine ID (default 0)")
+    add("--fault-start", type=finite, metavar="S", help="seconds of healthy sound first (default: half)")
+    add("--ramp-seconds", type=positive, metavar="S", help="seconds to reach full severity (default 20)")
+    add("--max-severity", type=unit, metavar="X", help="severity reached after the ramp (default 1.0)")
+    add("--machine-id", type=int_at_least(0), metavar="ID", help="machine ID (default 0)")
     p.set_defaults(_synth_parser=p)
     return p
 

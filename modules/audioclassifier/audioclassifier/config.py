@@ -9,11 +9,11 @@ go through the same checks as typed ones. Detector and analysis options become a
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from audioclassifier.argtypes import finite, int_at_least, positive
 from audioclassifier.settings import DEVICES, Settings, SettingsError
 
 __all__ = ["DEFAULT_MODEL", "ENV_PREFIX", "build_parser", "env_name", "parse_args", "settings_from_args"]
@@ -30,36 +30,6 @@ SETTINGS_OPTIONS = ("threshold", "hop_seconds", "consecutive", "cooldown_seconds
 def env_name(dest: str) -> str:
     """``hop_seconds`` → ``AUSCULT_HOP_SECONDS``."""
     return ENV_PREFIX + dest.upper()
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _int(lo: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {text!r}")
-        return value
-
-    return parse
 
 
 def _speed(text: str) -> str:
@@ -92,46 +62,48 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
                     f"can also be set as an environment variable {ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}HOP_SECONDS).",
     )
 
+    group: Any = p  # the help section the next options go to
+
     def add(*flags: str, dest: str, default: Any = None, help: str, **kw: Any) -> None:
         value = env.get(env_name(dest))
         if value is not None and value != "":
             default = value
-        p.add_argument(*flags, dest=dest, default=default, help=f"{help} [env {env_name(dest)}]", **kw)
+        group.add_argument(*flags, dest=dest, default=default, help=f"{help} [env {env_name(dest)}]", **kw)
 
-    src = p.add_argument_group("audio source")
+    group = p.add_argument_group("audio source")
     add("--source", dest="source", default="mic", help="'mic', an audio file, or a folder of them (default mic)")
     add("--speed", dest="speed", default="realtime", type=_speed,
         help="file replay pace: realtime, max (as fast as possible) or a factor such as 10 (default realtime)")
     add("--mic-device", dest="mic_device", help="microphone by PortAudio index or (part of its) name")
-    add("--sample-rate", dest="sample_rate", type=_int(1000),
+    add("--sample-rate", dest="sample_rate", type=int_at_least(1000),
         help="microphone capture rate in Hz (default: the model's; resampled to it if different)")
-    add("--channels", dest="channels", type=_int(1), default=1, help="microphone channels to open (default 1)")
-    add("--channel", dest="channel", type=_int(0),
+    add("--channels", dest="channels", type=int_at_least(1), default=1, help="microphone channels to open (default 1)")
+    add("--channel", dest="channel", type=int_at_least(0),
         help="use this channel (0-based) of the microphone or file; default: mix all down")
-    add("--no-audio-seconds", dest="no_audio_seconds", type=_positive, default=5.0,
+    add("--no-audio-seconds", dest="no_audio_seconds", type=positive, default=5.0,
         help="seconds without callbacks or with only digital zeros before the microphone counts as dead "
              "and is reopened (default 5)")
 
-    mdl = p.add_argument_group("model and inference")
+    group = p.add_argument_group("model and inference")
     add("--model", dest="model", default=str(DEFAULT_MODEL), help=f"ONNX model with an Auscult card (default {DEFAULT_MODEL})")
     add("--backend", dest="backend", default="auto", choices=("auto", "openvino", "onnxruntime"),
         help="inference runtime; auto = OpenVINO if it compiles the model, else onnxruntime (default auto)")
     add("--device", dest="device", default="AUTO", type=str.upper, choices=DEVICES,
         help="OpenVINO device (default AUTO)")
 
-    det = p.add_argument_group("detection (the module twin can change these live)")
-    add("--threshold", dest="threshold", type=_finite, help="alert threshold (default: the model card's)")
-    add("--hop-seconds", dest="hop_seconds", type=_positive, help="seconds between window starts (default 1)")
-    add("--consecutive", dest="consecutive", type=_int(1), help="windows over the threshold before an alert (default 2)")
-    add("--cooldown-seconds", dest="cooldown_seconds", type=_finite,
+    group = p.add_argument_group("detection (the module twin can change these live)")
+    add("--threshold", dest="threshold", type=finite, help="alert threshold (default: the model card's)")
+    add("--hop-seconds", dest="hop_seconds", type=positive, help="seconds between window starts (default 1)")
+    add("--consecutive", dest="consecutive", type=int_at_least(1), help="windows over the threshold before an alert (default 2)")
+    add("--cooldown-seconds", dest="cooldown_seconds", type=finite,
         help="audio seconds after an alert before the next one (default 30)")
-    add("--energy-gate-dbfs", dest="energy_gate_dbfs", type=_finite,
+    add("--energy-gate-dbfs", dest="energy_gate_dbfs", type=finite,
         help="windows quieter than this are 'silent' (machine off) and not scored (default -70)")
-    add("--telemetry-interval-seconds", dest="telemetry_interval_seconds", type=_positive,
+    add("--telemetry-interval-seconds", dest="telemetry_interval_seconds", type=positive,
         help="seconds of audio per telemetry message (default 60)")
     add("--machine", dest="machine", help="machine name in messages and clip names (default 'machine')")
 
-    out = p.add_argument_group("output")
+    group = out = p.add_argument_group("output")
     add("--local-out", dest="local_out", default="auscult-out",
         help="local mode folder for alerts.jsonl, telemetry.jsonl, clips/ (default ./auscult-out)")
     add("--window-log", dest="window_log",
