@@ -1,7 +1,7 @@
 """``make demo``: the edge module's main job on a recording it synthesizes first.
 
-1. ``python -m ml synth`` writes 180 s of a fan from the default model's fleet (seed 1, machine
-   0) in which a bearing fault develops from 90 s;
+1. ``python -m ml synth`` writes 180 s of a fan the default model never heard (seed 1, machine 0:
+   the model trained on machine IDs 100-163) in which a bearing fault develops from 90 s;
 2. ``python -m audioclassifier`` replays it as fast as possible in local mode into ``--out``
    (alerts.jsonl, telemetry.jsonl, clips/), printing a line per alert;
 3. ``timeline.png``: spectrogram, window score against the threshold, alerts;
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     ap.add_argument("--model", help="model to run (default: the module's default model)")
-    ap.add_argument("--seed", type=int, default=1, help="synth seed (default 1: the default model's fleet)")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="synth seed (default 1; the default model trained on its IDs 100-163, not on machine 0)")
     ap.add_argument("--machine-id", type=int, default=0, help="synth machine ID (default 0)")
     args = ap.parse_args(argv)
     out: Path = args.out

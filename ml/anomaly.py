@@ -30,10 +30,12 @@ METHODS = ("gmm", "mahalanobis", "ae")
 class AnomalyConfig:
     """Hyper-parameters of the anomaly methods (defaults chosen on synthetic unseen machines)."""
 
-    stats_parts: tuple[str, ...] = ("mean",)
-    band_pool: int = 1
+    # the spectrum's shape in 16 bands, the level and the low-band share: on unseen synthetic
+    # machines at 0 dB this gave window AUC 0.99 against 0.965 for the 128-band mean spectrum
+    stats_parts: tuple[str, ...] = ("relmean", "level", "low")
+    band_pool: int = 8
     gmm_components: tuple[int, ...] = (1, 2, 4)
-    gmm_reg: float = 1.0  # added to the covariance diagonal of standardised features: shrinkage
+    gmm_reg: float = 0.3  # added to the covariance diagonal of standardised features: shrinkage
     gmm_n_init: int = 3
     ae_epochs: int = 20
     ae_batch: int = 256
@@ -55,7 +57,10 @@ def score_windows(model: nn.Module, x: np.ndarray, *, batch: int = 512) -> np.nd
 
 
 def _stats(x: np.ndarray, cfg: AnomalyConfig) -> tuple[LogMelStats, np.ndarray]:
-    stats = LogMelStats(x.shape[1], band_pool=cfg.band_pool, parts=cfg.stats_parts)
+    pool = max(1, min(cfg.band_pool, x.shape[1]))
+    while x.shape[1] % pool:  # the largest pooling up to band_pool that divides n_mels
+        pool -= 1
+    stats = LogMelStats(x.shape[1], band_pool=pool, parts=cfg.stats_parts)
     xt = torch.from_numpy(x)
     with torch.no_grad():
         stats.fit(xt)

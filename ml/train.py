@@ -54,7 +54,7 @@ class TrainOptions:
     hop_seconds: float | None = None
     method: str = "auto"
     val_fraction: float = 0.25
-    percentile: float = 90.0
+    percentile: float = 99.5
     params: LogMelParams = field(default_factory=LogMelParams)
     normal_label: str = "normal"
     channel: int | None = None

@@ -46,6 +46,8 @@ def _models() -> dict[str, tuple[torch.nn.Module, ModelCard]]:
     return {
         "mahalanobis": (fit_mahalanobis(x, cfg), _card("anomaly", ("normal", "anomaly"))),
         "gmm": (fit_gmm(x, cfg, components=3), _card("anomaly", ("normal", "anomaly"))),
+        # the default statistics (relative spectrum, level, low-band share): all computed in the graph
+        "gmm-default": (fit_gmm(x, AnomalyConfig(gmm_n_init=1), components=2), _card("anomaly", ("normal", "anomaly"))),
         "ae": (fit_ae(x, cfg, epochs=1, progress=lambda s: None), _card("anomaly", ("normal", "anomaly"))),
         "cnn": (clf, _card("classifier", ("normal", "bearing", "imbalance"))),
     }
@@ -57,7 +59,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[torch.
     return {name: (m, export_onnx(m, card, base / f"{name}.onnx")) for name, (m, card) in _models().items()}
 
 
-@pytest.mark.parametrize("name", ["mahalanobis", "gmm", "ae", "cnn"])
+@pytest.mark.parametrize("name", ["mahalanobis", "gmm", "gmm-default", "ae", "cnn"])
 def test_torch_onnxruntime_openvino_agree(exported: dict[str, tuple[torch.nn.Module, Path]], name: str) -> None:
     model, path = exported[name]
     x = _windows(7, 1)
@@ -79,7 +81,7 @@ def test_torch_onnxruntime_openvino_agree(exported: dict[str, tuple[torch.nn.Mod
         assert ref.ndim == 1
 
 
-@pytest.mark.parametrize("name", ["mahalanobis", "gmm", "ae", "cnn"])
+@pytest.mark.parametrize("name", ["mahalanobis", "gmm", "gmm-default", "ae", "cnn"])
 def test_contract_and_card(exported: dict[str, tuple[torch.nn.Module, Path]], name: str) -> None:
     _, path = exported[name]
     card = read_card(path)

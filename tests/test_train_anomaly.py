@@ -47,7 +47,7 @@ def test_gmm_learns_normal_and_flags_faults(tiny: tuple[Path, Path], tmp_path: P
     card = read_card(res.path)
     assert card.kind == "anomaly" and card.window_frames == PARAMS.frames_for(16000)
     assert card.extra["method"].startswith("gmm")
-    assert card.threshold_method.startswith("gamma-p90")
+    assert card.threshold_method.startswith("gamma-p99.5")  # the default: few false alarms per hour
     assert card.version.startswith("anomaly-")
     assert "train" in card.trained["files"] and card.trained["seed"] == 1
     ev = evaluate(res.path, te, tmp_path / "rep", plots=False)
@@ -156,3 +156,28 @@ def test_cli_train_reports_bad_data(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     assert main(["train", "--data", str(tmp_path / "nothing"), "--kind", "anomaly", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "no such file" in capsys.readouterr().out
+
+
+def test_window_statistics_describe_the_window_relative_to_itself() -> None:
+    """relmean ignores a gain change, level follows it exactly, low rises with low-band power."""
+    from ml.models.anomaly import LogMelStats, low_band_counts
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy((rng.normal(-50, 3, (5, 32, 20)) + np.linspace(0, -20, 32)[None, :, None]).astype(np.float32))
+    stats = LogMelStats(32, band_pool=8, parts=("relmean", "level", "low"))
+    f = stats.raw(x)
+    n_low = len(low_band_counts(32))
+    assert f.shape == (5, 4 + 1 + n_low) and stats.dim == f.shape[1]
+    g = stats.raw(x + 12.0)
+    np.testing.assert_allclose(g[:, :4], f[:, :4], atol=1e-3)  # shape only: a louder machine looks the same
+    np.testing.assert_allclose(g[:, 4], f[:, 4] + 12.0, atol=1e-3)
+    np.testing.assert_allclose(g[:, 5:], f[:, 5:], atol=1e-3)
+    # level is the dB of the mean power
+    want = 10 * np.log10(np.mean(10 ** (x.numpy().astype(np.float64) / 10), axis=(1, 2)))
+    np.testing.assert_allclose(f[:, 4].numpy(), want, atol=1e-3)
+    # a strong tone in the lowest band (an unbalanced rotor's 1x) raises every low-band share
+    y = x.clone()
+    y[:, 0, :] += 20.0
+    assert bool((stats.raw(y)[:, 5:] > f[:, 5:] + 1.0).all())
+    with pytest.raises(ValueError, match="parts"):
+        LogMelStats(32, parts=("mean", "nope"))

@@ -25,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--hop-seconds", type=float, default=None, help="hop between training windows (default: half a window)")
     p.add_argument("--method", default="auto", choices=("auto", "gmm", "mahalanobis", "ae"),
                    help="anomaly method; auto fits all and keeps the best on validation (default)")
-    p.add_argument("--percentile", type=float, default=90.0,
-                   help="anomaly threshold: percentile of the gamma fitted to normal validation scores (default 90)")
+    p.add_argument("--percentile", type=float, default=99.5,
+                   help="anomaly threshold: percentile of the gamma fitted to normal validation scores (default "
+                   "99.5: a module scoring a window every second should rarely alert on a healthy machine)")
     p.add_argument("--val-fraction", type=float, default=0.25, help="share of machines held out for validation")
     p.add_argument("--normal-label", default="normal", help="folder name of the normal class (default normal)")
     p.add_argument("--channel", type=int, default=None, help="0-based channel to use (default: mix down)")

@@ -26,43 +26,84 @@ def _buf(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32))
 
 
-class LogMelStats(nn.Module):
-    """Window statistics of a log-mel: per band (after pooling ``band_pool`` adjacent mel bands)
-    the mean over time, the standard deviation over time and the mean absolute frame-to-frame
-    change, standardised with the training set's mean and spread (buffers).
+_DB = math.log(10.0) / 10.0  # dB -> natural log of power
 
-    Means carry the spectrum's shape and level, the spread and the frame-to-frame change carry
-    how steady each band is (impacts, modulation, intermittent noise).
+
+def _power_mean_db(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """dB of the mean power over ``dims`` (stable: the max is taken out before the exponential)."""
+    top = x.amax(dim=dims, keepdim=True)
+    out = top + torch.log(torch.exp((x - top) * _DB).mean(dim=dims, keepdim=True)) / _DB
+    for d in sorted(dims, reverse=True):
+        out = out.squeeze(d)
+    return out
+
+
+def low_band_counts(n_mels: int) -> tuple[int, ...]:
+    """Mel bands summed by the ``low`` statistics: the lowest 2, 4 and 8 of 128 (at 16 kHz about
+    50, 100 and 190 Hz: where shaft-rate tones of 15-50 Hz machines and their first harmonics lie)."""
+    return tuple(sorted({max(1, n_mels * k // 128) for k in (2, 4, 8)}))
+
+
+class LogMelStats(nn.Module):
+    """Window statistics of a log-mel, standardised with the training set's mean and spread (buffers).
+
+    Parts (after pooling ``band_pool`` adjacent mel bands where a part is per band):
+
+    * ``mean``: per-band mean over time (absolute dB: spectrum shape and level);
+    * ``relmean``: the same minus the window's level: the spectrum's shape only, so a louder or
+      quieter machine (or microphone gain) does not look different;
+    * ``level``: the window's level (dB of its mean power), one value;
+    * ``low``: the share of the window's power in the lowest mel bands (:func:`low_band_counts`), dB:
+      an unbalanced rotor's 1x shaft tone and harmonics raise it whatever the machine;
+    * ``std``: per-band standard deviation over time; ``delta``: mean absolute frame-to-frame change
+      (how steady each band is: impacts, modulation, intermittent noise).
     """
+
+    PARTS = ("mean", "relmean", "level", "low", "std", "delta")
 
     def __init__(self, n_mels: int, *, band_pool: int = 1, parts: tuple[str, ...] = ("mean", "std", "delta")) -> None:
         super().__init__()
         if n_mels % band_pool:
             raise ValueError(f"band_pool {band_pool} must divide n_mels {n_mels}")
-        unknown = set(parts) - {"mean", "std", "delta"}
+        unknown = set(parts) - set(self.PARTS)
         if unknown or not parts:
-            raise ValueError(f"parts must be among mean, std, delta; got {parts}")
+            raise ValueError(f"parts must be among {', '.join(self.PARTS)}; got {parts}")
         self.n_mels = n_mels
         self.band_pool = band_pool
         self.parts = tuple(parts)
-        self.dim = len(parts) * (n_mels // band_pool)
+        self.low_bands = low_band_counts(n_mels)
+        bands = n_mels // band_pool
+        sizes = {"mean": bands, "relmean": bands, "std": bands, "delta": bands, "level": 1, "low": len(self.low_bands)}
+        self.dim = sum(sizes[p] for p in self.parts)
         self.register_buffer("center", torch.zeros(self.dim))
         self.register_buffer("scale", torch.ones(self.dim))
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """Unstandardised statistics ``(batch, dim)`` of ``(batch, n_mels, frames)`` windows."""
+        level = _power_mean_db(x, (1, 2)).unsqueeze(1)  # (B, 1)
+        band_mean = x.mean(dim=2)  # (B, n_mels), before pooling
+        xp = x
         if self.band_pool > 1:
             b, m, t = x.shape
-            x = x.reshape(b, m // self.band_pool, self.band_pool, t).mean(dim=2)
+            xp = x.reshape(b, m // self.band_pool, self.band_pool, t).mean(dim=2)
+        mean = xp.mean(dim=2)
         out = []
-        mean = x.mean(dim=2)
         for part in self.parts:
             if part == "mean":
                 out.append(mean)
+            elif part == "relmean":
+                out.append(mean - level)
+            elif part == "level":
+                out.append(level)
+            elif part == "low":
+                top = band_mean.amax(dim=1, keepdim=True)
+                lin = torch.exp((band_mean - top) * _DB)
+                total = lin.sum(dim=1)
+                out.append(torch.stack([torch.log(lin[:, :h].sum(dim=1) / total) / _DB for h in self.low_bands], dim=1))
             elif part == "std":
-                out.append(torch.sqrt(((x - mean.unsqueeze(2)) ** 2).mean(dim=2) + 1e-6))
+                out.append(torch.sqrt(((xp - mean.unsqueeze(2)) ** 2).mean(dim=2) + 1e-6))
             else:
-                out.append((x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=2))
+                out.append((xp[:, :, 1:] - xp[:, :, :-1]).abs().mean(dim=2))
         return torch.cat(out, dim=1)
 
     def fit(self, x: torch.Tensor) -> "LogMelStats":
