@@ -31,20 +31,23 @@ from audioclassifier.features import LogMelParams, LogMelStream, logmel  # noqa:
 REPO = Path(__file__).resolve().parents[1]
 
 
-def median_seconds(fn: Callable[[], object], *, repeats: int, warmup: int = 3) -> float:
-    """Median CPU time of ``fn`` over ``repeats`` calls after a warm-up.
+def median_seconds(*fns: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
+    """Median CPU time of each function over ``repeats`` calls, the calls interleaved.
 
     Both sides run on one thread, so process CPU time is the fair measure, and it stays stable
-    when other processes load the machine (wall time does not).
+    when other processes load the machine (wall time does not); interleaving A, B, A, B ... makes
+    any drift in the machine's state fall on both sides alike.
     """
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            t0 = time.process_time()
+            fn()
+            ts.append(time.process_time() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def librosa_logmel(y: np.ndarray, p: LogMelParams) -> np.ndarray:
@@ -70,7 +73,7 @@ def test_clip(path: str | None, p: LogMelParams) -> tuple[np.ndarray, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=60)
     ap.add_argument("--clip", help="a WAV file to use instead of the default real clip")
     args = ap.parse_args()
 
@@ -79,9 +82,6 @@ def main() -> None:
     print(f"clip: {source} ({len(y) / p.sample_rate:.1f} s, {p.n_mels} mels, n_fft {p.n_fft}, hop {p.hop_length})")
     err = float(np.abs(logmel(y, params=p) - librosa_logmel(y, p)).max())
     print(f"max_abs_diff_db: {err:.2e}")
-
-    t_lib = median_seconds(lambda: librosa_logmel(y, p), repeats=args.repeats)
-    t_ours = median_seconds(lambda: logmel(y, params=p), repeats=args.repeats)
 
     # streaming: the stream has seen 9 s; each step pushes the next second
     sec = p.sample_rate
@@ -94,7 +94,9 @@ def main() -> None:
         stream._tail = state  # replay the same second from the same state each repeat
         stream.push(new)
 
-    t_stream = median_seconds(stream_step, repeats=args.repeats * 3)
+    t_lib, t_ours, t_stream = median_seconds(
+        lambda: librosa_logmel(y, p), lambda: logmel(y, params=p), stream_step, repeats=args.repeats
+    )
 
     print(f"librosa_10s_ms: {t_lib * 1e3:.2f}")
     print(f"logmel_batch_10s_ms: {t_ours * 1e3:.2f}")
