@@ -18,4 +18,4 @@ npm install --global --no-fund --no-audit azure-functions-core-tools@4 azurite
 # A .env to fill in (git-ignored).
 [ -f .env ] || cp .env.template .env
 
-echo "Ready: 'make test', 'make demo'; deployment: fill in .env, then see docs/operator-guide.md."
+echo "Ready: 'make test', 'make demo'; deployment: fill in .env, then see the operator guide in README.md."
