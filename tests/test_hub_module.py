@@ -97,7 +97,9 @@ def module(edge_env, azurite, tls, hub, tmp_path):
     everything = m.text() + json.dumps(hub.reported) + "".join(x.raw.decode() + x.topic for x in hub.messages)
     assert find_secrets(everything) == [], "a secret leaked"
     for secret in ("SharedAccessKey=", "AccountKey="):
-        for value in re.findall(secret + r"([^;]+)", env["EdgeHubConnectionString"] + env["AUSCULT_BLOB_CONNECTION_STRING"]):
+        secrets = ";".join(env.get(k, "") for k in ("EdgeHubConnectionString", "AUSCULT_BLOB_CONNECTION_STRING",
+                                                     "AUSCULT_DEVICE_CONNECTION_STRING"))
+        for value in re.findall(secret + r"([^;]+)", secrets):
             assert value not in everything
 
 
@@ -214,3 +216,69 @@ def test_outbox_quota_drops_oldest_telemetry_and_reports_it(module, hub, broker,
     assert seqs == list(range(n - len(seqs) + 1, n + 1)) and len(seqs) + dropped.get("alerts", 0) == n
     tele = [t.body["seq"] for t in dedupe_by_seq(hub.outputs("telemetry"))]
     assert tele == sorted(tele) and tele[0] > 1  # the oldest telemetry is what was dropped
+
+
+def test_model_over_the_air_and_methods_through_the_real_module(module, hub, azurite, recordings, tmp_path) -> None:
+    """The twin's model {url, sha256, version} swaps the running module's model; a bad hash keeps
+    it; captureClip records field audio that lands in blob storage; selfTest and getStatus answer."""
+    from harness.models import tiny_model
+
+    v2, sha2 = tiny_model(tmp_path / "v2.onnx", version="2")
+    v3, _ = tiny_model(tmp_path / "v3.onnx", version="3")
+    module.start(recordings["long"], recordings["model"], speed="1.5")
+    hub.wait_for(lambda h: h.reported.get("status", {}).get("model", {}).get("version") == "1", 30)
+
+    hub.set_desired({"model": {"url": v2.as_uri(), "sha256": sha2, "version": "2"}})
+    hub.wait_for(lambda h: h.reported.get("model", {}).get("state") == "ok", 30)
+    assert hub.reported["model"]["version"] == "2"
+    status, body = hub.invoke("getStatus")
+    assert status == 200 and body["model"]["version"] == "2"
+
+    hub.set_desired({"model": {"url": v3.as_uri(), "sha256": "0" * 64, "version": "3"}})
+    hub.wait_for(lambda h: h.reported.get("model", {}).get("state") == "failed", 30)
+    assert "sha256" in hub.reported["model"]["error"].lower() or "hash" in hub.reported["model"]["error"].lower()
+    status, body = hub.invoke("getStatus")
+    assert body["model"]["version"] == "2", "a failed update keeps the model in use"
+
+    status, body = hub.invoke("captureClip", {"seconds": 2, "label": "field-sample"}, timeout=30)
+    assert status == 200 and body["label"] == "field-sample", body
+    container = module.env["AUSCULT_BLOB_CONTAINER"]
+    assert wait_until(lambda: body["clip"] in azurite.blobs(container), 30), "the captured clip was not uploaded"
+    assert len(azurite.blobs(container)[body["clip"]]) > 2 * 16000 * 2  # 2 s of 16-bit audio and a header
+
+    status, body = hub.invoke("selfTest", timeout=30)
+    assert status == 200 and body["ok"] is True
+    status, _ = hub.invoke("captureClip", {"seconds": -1})
+    assert status == 400
+
+    module.proc.send_signal(signal.SIGTERM)
+    assert module.wait(30) == 0
+
+
+def test_alert_clips_go_through_iot_hub_file_upload(module, hub, azurite, file_upload_hub, recordings,
+                                                    device_connection_string) -> None:
+    """With a device identity instead of a storage connection, clips take IoT Hub's file-upload
+    route (SAS URI from the hub, upload, notification), as playable WAVs under the alert's name."""
+    import io
+
+    import soundfile as sf
+    from harness.fileupload import CONTAINER as FILE_UPLOAD_CONTAINER
+
+    del module.env["AUSCULT_BLOB_CONNECTION_STRING"]
+    module.env["AUSCULT_DEVICE_CONNECTION_STRING"] = device_connection_string
+    device = device_connection_string.split("DeviceId=")[1].split(";")[0]
+    notes_before = len(file_upload_hub.notifications)
+    module.start(recordings["short"], recordings["model"], speed="4")
+    hub.wait_for(lambda h: h.outputs("alerts"), 30)
+    assert wait_until(lambda: not spool_clips(module.env) and len(file_upload_hub.notifications) > notes_before, 30)
+    module.proc.send_signal(signal.SIGTERM)
+    assert module.wait(30) == 0
+    clips = {a.body["clip"] for a in hub.outputs("alerts")}
+    blobs = azurite.blobs(FILE_UPLOAD_CONTAINER)
+    for clip in clips:
+        assert f"{device}/{clip}" in blobs, f"{clip} was not uploaded through IoT Hub file upload"
+        info = sf.info(io.BytesIO(blobs[f"{device}/{clip}"]))
+        assert info.samplerate == 16000 and info.frames >= 2 * 16000  # the flagged window and its context
+    notes = file_upload_hub.notifications[notes_before:]
+    assert len(notes) >= len(clips) and all(n["isSuccess"] for n in notes)
+    assert file_upload_hub.unauthorized == 0
