@@ -31,22 +31,24 @@ from audioclassifier.features import LogMelParams, LogMelStream, logmel  # noqa:
 REPO = Path(__file__).resolve().parents[1]
 
 
-def median_seconds(*fns: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
-    """Median CPU time of each function over ``repeats`` calls, the calls interleaved.
+def median_seconds(*fns: Callable[[], object], repeats: int, rounds: int = 5, warmup: int = 3) -> list[float]:
+    """Median CPU time of each function over ``repeats`` calls.
 
-    Both sides run on one thread, so process CPU time is the fair measure, and it stays stable
-    when other processes load the machine (wall time does not); interleaving A, B, A, B ... makes
-    any drift in the machine's state fall on both sides alike.
+    Both sides run on one thread, so process CPU time is the fair measure, and it stays steady
+    when other processes load the machine (wall time does not). Each function runs in warm blocks
+    (caches hold its own data, as in a steady stream), and the blocks alternate over ``rounds``
+    so that any drift in the machine's state falls on every side alike.
     """
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
         for fn, ts in zip(fns, times):
-            t0 = time.process_time()
-            fn()
-            ts.append(time.process_time() - t0)
+            for _ in range(warmup):
+                fn()
+            for _ in range(per_round):
+                t0 = time.process_time()
+                fn()
+                ts.append(time.process_time() - t0)
     return [statistics.median(ts) for ts in times]
 
 

@@ -1,4 +1,4 @@
-"""Train the CNN classifier on labelled windows: augmentation, class weights, early stopping."""
+"""Train the fault classifier on labelled windows: class weights, early stopping, optional augmentation."""
 
 from __future__ import annotations
 
@@ -18,16 +18,24 @@ __all__ = ["ClassifierConfig", "fit_classifier", "predict_probs"]
 
 @dataclass
 class ClassifierConfig:
-    """Hyper-parameters of the classifier."""
+    """Hyper-parameters of the classifier (defaults chosen on synthetic machines never trained on).
 
-    epochs: int = 30
+    Augmentation is off by default: on unseen machines at 0 dB, gain, noise and background mixing
+    lowered window accuracy (0.972 against 0.978), as they blur the window statistics the model
+    relies on.
+    """
+
+    epochs: int = 20
     batch: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
     patience: int = 6
-    channels: tuple[int, ...] = (16, 32, 64)
-    band_pool: int = 2
-    augment: bool = True
+    channels: tuple[int, ...] = (8, 16, 32)
+    band_pool: int = 4
+    stats_parts: tuple[str, ...] = ("relmean", "level", "low")
+    stats_pool: int = 8
+    hidden: int = 64
+    augment: bool = False
 
 
 def predict_probs(model: nn.Module, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
@@ -53,7 +61,8 @@ def fit_classifier(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = ConvClassifier(x.shape[1], n_labels, channels=cfg.channels, band_pool=cfg.band_pool)
+    model = ConvClassifier(x.shape[1], n_labels, channels=cfg.channels, band_pool=cfg.band_pool,
+                           stats_parts=cfg.stats_parts, stats_pool=cfg.stats_pool, hidden=cfg.hidden)
     xt = torch.from_numpy(x)
     yt = torch.from_numpy(y.astype(np.int64))
     model.fit_normalization(xt)

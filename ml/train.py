@@ -192,7 +192,7 @@ def _classifier(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions, 
     t0 = time.perf_counter()
     model, history = fit_classifier(ws.x[in_tr], y[in_tr], len(labels), cfg, seed=o.seed,
                                     x_val=ws.x[in_va], y_val=y[in_va], progress=say)
-    info: dict[str, Any] = {"method": "cnn", "history": history, "fit_seconds": round(time.perf_counter() - t0, 2)}
+    info: dict[str, Any] = {"method": "stats+cnn", "history": history, "fit_seconds": round(time.perf_counter() - t0, 2)}
     p = predict_probs(model, ws.x[in_va])
     yv = y[in_va]
     if len(p):
@@ -260,7 +260,7 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
         model, info = _classifier(ws, tr, va, o, labels, say)
         threshold = 0.5
         threshold_method = "fixed: alert when 1 - p(normal) > 0.5 (the normal class is not the most likely)"
-        extra = {"method": "cnn", "confidence_threshold": info["confidence_threshold"],
+        extra = {"method": "stats+cnn", "confidence_threshold": info["confidence_threshold"],
                  "confidence_method": f"{o.confidence_keep:.0%} of correctly classified validation windows reach it; "
                                       "below it the decision is 'unknown'"}
         context = 1

@@ -65,3 +65,25 @@ def test_augment_keeps_shape_and_is_reproducible() -> None:
     only_mix = Augment(p=1.0, gain_db=0.0, max_shift=0.0, freq_mask=0, time_mask=0)
     m = only_mix(x, torch.Generator().manual_seed(3))
     assert (m >= x - 1e-4).all()
+
+
+def test_classifier_sees_windows_relative_to_themselves() -> None:
+    """Without the level statistic, a louder or quieter machine (or microphone gain) gets the same
+    probabilities: both branches describe the window relative to its own level."""
+    from ml.models import ConvClassifier, LogMelStats
+
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(-40, 6, (12, PARAMS.n_mels, 40)).astype(np.float32))
+    torch.manual_seed(0)
+    model = ConvClassifier(PARAMS.n_mels, 3, stats_parts=("relmean", "low"))
+    model.fit_normalization(x)
+    model.eval()
+    assert isinstance(model.stats, LogMelStats)  # the anomaly model's statistics, one implementation
+    with torch.no_grad():
+        p, louder = model(x), model(x + 15.0)
+        other = model(torch.flip(x, dims=[1]))  # a different spectrum shape
+    torch.testing.assert_close(louder, p, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(other, p, atol=1e-3)
+    np.testing.assert_allclose(p.sum(dim=1).numpy(), 1.0, atol=1e-5)
+    with pytest.raises(ValueError):
+        ConvClassifier(PARAMS.n_mels, 3, channels=(), stats_parts=())
