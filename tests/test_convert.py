@@ -7,6 +7,7 @@ from pathlib import Path
 
 import librosa
 import numpy as np
+import pytest
 import soundfile as sf
 
 from ml.__main__ import main
@@ -49,4 +50,8 @@ def test_convert_exit_codes(tmp_path: Path) -> None:
     (tmp_path / "bad/x").mkdir(parents=True)
     (tmp_path / "bad/x/only.wav").write_bytes(b"")
     assert main(["convert", "--input", str(tmp_path / "bad"), "--output", str(tmp_path / "o"), "--no-png"]) == 1
-    assert main(["convert", "--input", str(tmp_path / "bad"), "--output", str(tmp_path / "o"), "--n-mels", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse refuses it, naming the option
+        main(["convert", "--input", str(tmp_path / "bad"), "--output", str(tmp_path / "o"), "--n-mels", "0"])
+    assert exit_.value.code == 2
+    assert main(["convert", "--input", str(tmp_path / "bad"), "--output", str(tmp_path / "o"),
+                 "--fmin", "9000"]) == 2  # LogMelParams refuses fmin >= fmax

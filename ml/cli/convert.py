@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ml.cli.frontend_options import add_frontend_options, frontend_params
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the verb and its options."""
@@ -20,23 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     p.add_argument("--no-png", action="store_true", help="write only the .npy arrays")
     p.add_argument("--channel", type=int, default=None, help="0-based channel to use (default: mix down)")
-    p.add_argument("--sample-rate", type=int, default=16000)
-    p.add_argument("--n-fft", type=int, default=1024)
-    p.add_argument("--hop-length", type=int, default=512)
-    p.add_argument("--n-mels", type=int, default=128)
-    p.add_argument("--fmin", type=float, default=0.0)
-    p.add_argument("--fmax", type=float, default=None)
+    add_frontend_options(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Convert the tree; print a summary; see the description for exit codes."""
-    from audioclassifier.features import LogMelParams
     from ml.convert import convert_tree
 
     try:
-        params = LogMelParams(sample_rate=args.sample_rate, n_fft=args.n_fft, hop_length=args.hop_length,
-                              n_mels=args.n_mels, fmin=args.fmin, fmax=args.fmax)
+        params = frontend_params(args)
     except ValueError as exc:
         print(f"convert: {exc}")
         return 2

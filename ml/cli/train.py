@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ml.cli.frontend_options import add_frontend_options, frontend_params
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the verb and its options."""
@@ -35,12 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--augment", action="store_true",
                    help="classifier: augment the log-mel windows (gain, noise, background, shifts, masks); off by "
                    "default, as it lowered accuracy on unseen synthetic machines")
-    p.add_argument("--sample-rate", type=int, default=16000)
-    p.add_argument("--n-fft", type=int, default=1024)
-    p.add_argument("--hop-length", type=int, default=512)
-    p.add_argument("--n-mels", type=int, default=128)
-    p.add_argument("--fmin", type=float, default=0.0)
-    p.add_argument("--fmax", type=float, default=None)
+    add_frontend_options(p)
     return p
 
 
@@ -48,12 +45,10 @@ def run(args: argparse.Namespace) -> int:
     """Train; print progress and the result; 2 on bad data or options."""
     import torch
 
-    from audioclassifier.features import LogMelParams
     from ml.train import TrainError, TrainOptions, train
 
     try:
-        params = LogMelParams(sample_rate=args.sample_rate, n_fft=args.n_fft, hop_length=args.hop_length,
-                              n_mels=args.n_mels, fmin=args.fmin, fmax=args.fmax)
+        params = frontend_params(args)
     except ValueError as exc:
         print(f"train: {exc}")
         return 2
