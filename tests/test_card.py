@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
-
 from audioclassifier.card import CardError, ModelCard, read_card
+from harness.models import tiny_graph
+
 from ml.modelcard import save_with_card
 
 CARD = {
@@ -28,16 +28,6 @@ CARD = {
     "trained": {"dataset": "synthetic", "date": "2026-11-21", "git": "abc"},
     "metrics": {"auc": 0.94, "pauc": 0.88, "accuracy": None},
 }
-
-
-def tiny_model(n_mels: int = 128, frames: int = 311) -> onnx.ModelProto:
-    """(batch, n_mels, frames) -> (batch,): the mean of each window, a stand-in anomaly score."""
-    x = helper.make_tensor_value_info("logmel", TensorProto.FLOAT, ["batch", n_mels, frames])
-    y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
-    axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
-    node = helper.make_node("ReduceMean", ["logmel", "axes"], ["score"], keepdims=0)
-    graph = helper.make_graph([node], "tiny", [x], [y], initializer=[axes])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
 
 
 def test_dict_json_roundtrip() -> None:
@@ -75,7 +65,7 @@ def test_invalid_cards_are_refused_with_the_reason(mutate, msg: str) -> None:
 
 def test_onnx_roundtrip_through_metadata(tmp_path: Path) -> None:
     card = ModelCard.from_dict({**CARD, "kind": "anomaly", "labels": ["normal"]})
-    path = save_with_card(tiny_model(), card, tmp_path / "m.onnx")
+    path = save_with_card(tiny_graph(128, 311), card, tmp_path / "m.onnx")
     assert read_card(path) == card
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert json.loads(meta["auscult"])["threshold"] == 0.73
@@ -88,10 +78,10 @@ def test_onnx_roundtrip_through_metadata(tmp_path: Path) -> None:
 
 def test_models_without_a_valid_card_get_clear_errors(tmp_path: Path) -> None:
     bare = tmp_path / "bare.onnx"
-    onnx.save_model(tiny_model(), str(bare))
+    onnx.save_model(tiny_graph(128, 311), str(bare))
     with pytest.raises(CardError, match="no Auscult model card"):
         read_card(bare)
-    broken = tiny_model()
+    broken = tiny_graph(128, 311)
     broken.metadata_props.add(key="auscult", value="{not json")
     onnx.save_model(broken, str(tmp_path / "broken.onnx"))
     with pytest.raises(CardError, match="not valid JSON"):

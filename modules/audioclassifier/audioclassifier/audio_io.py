@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +17,8 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 import soxr
+
+from audioclassifier.durable import atomic_file
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -205,20 +206,6 @@ def write_wav(
     a reader never sees half a file, and a crash leaves either the old file or the new one.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sf.write(fh, np.asarray(y, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(dest.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_file(dest) as fh:
+        sf.write(fh, np.asarray(y, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")
     return dest

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from audioclassifier.durable import atomic_file, fsync_dir
 
 __all__ = ["Clip", "Spool", "sanitize_blob_name"]
 
@@ -81,18 +82,8 @@ class Spool:
     def put(self, name: str, data: bytes) -> Clip:
         """Spool ``data`` as ``name``: temporary file, fsync, atomic rename, fsync of the folder."""
         dest = self.root / sanitize_blob_name(name)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(dest.parent)
+        with atomic_file(dest) as fh:
+            fh.write(data)
         st = dest.stat()
         self.enforce_quota()
         return Clip(dest.relative_to(self.root).as_posix(), dest, st.st_size, st.st_mtime)
@@ -100,7 +91,7 @@ class Spool:
     def remove(self, clip: Clip) -> None:
         """The upload is confirmed: delete the clip (and folders left empty)."""
         clip.path.unlink(missing_ok=True)
-        _fsync_dir(clip.path.parent)
+        fsync_dir(clip.path.parent)
         parent = clip.path.parent
         while parent != self.root:
             try:
@@ -126,14 +117,3 @@ class Spool:
                 log.warning("spool: over its quota of %d bytes; dropped %d oldest clip(s): %s",
                             self.quota_bytes, len(dropped), ", ".join(dropped))
             return dropped
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
