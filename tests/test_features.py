@@ -204,3 +204,17 @@ def test_batch_form_is_thread_safe() -> None:
             got = list(pool.map(lambda y: logmel(y, params=p), signals))
             for g, e in zip(got, expected):
                 np.testing.assert_array_equal(g, e)
+
+
+def test_views_offsets_and_read_only_audio_give_the_same_columns() -> None:
+    """Frames are a strided view of the samples: a slice with an offset, a read-only buffer and a
+    non-contiguous view must give exactly what a fresh contiguous copy gives."""
+    y = tone_and_noise(30000, seed=9)
+    ref = logmel(y[123:].copy())
+    np.testing.assert_array_equal(logmel(y[123:]), ref)
+    ro = np.frombuffer(y[123:].tobytes(), dtype=np.float32)
+    assert not ro.flags.writeable
+    np.testing.assert_array_equal(logmel(ro), ref)
+    wide = np.repeat(y, 2)[::2]  # a strided, non-contiguous view of the same samples
+    np.testing.assert_array_equal(logmel(wide[123:]), ref)
+    np.testing.assert_array_equal(LogMelStream().push(ro), ref)

@@ -206,9 +206,10 @@ class _Engine:
         p = self.p
         if count == 0:
             return np.empty((p.n_mels, 0), dtype=np.float32)
-        view = np.lib.stride_tricks.as_strided(
-            y, shape=(count, p.n_fft), strides=(y.strides[0] * p.hop_length, y.strides[0]), writeable=False
-        )
+        # overlapping frames as a strided view of y (the ndarray constructor is 10x cheaper than
+        # as_strided, which matters for a 1 s stream step)
+        view = np.ndarray((count, p.n_fft), dtype=np.float32, buffer=y,
+                          strides=(y.itemsize * p.hop_length, y.itemsize))
         if self._frames.shape[0] < count:
             self._frames = np.empty((count, p.n_fft), dtype=np.float32)
             self._power = np.empty(count * p.n_bins, dtype=np.float32)
