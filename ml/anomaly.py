@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ml.early_stopping import EarlyStopping
 from ml.models.anomaly import DenseAutoencoder, GMMScorer, LogMelStats, MahalanobisScorer
 
 __all__ = ["METHODS", "AnomalyConfig", "fit_ae", "fit_gmm", "fit_mahalanobis", "fit_method", "score_windows"]
@@ -107,7 +108,7 @@ def fit_ae(
             vval = model.stack(torch.from_numpy(x_val)).reshape(-1, model.context * n_mels)
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.ae_lr)
     epochs = cfg.ae_epochs if epochs is None else epochs
-    best, best_state, stale = float("inf"), None, 0
+    stopper = EarlyStopping(cfg.ae_patience, better=lambda new, best: new < best - 1e-4)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -131,16 +132,10 @@ def fit_ae(
             val_loss = train_loss
         progress(f"  ae epoch {epoch}/{epochs}: train mse {train_loss:.4f}, val mse {val_loss:.4f} "
                  f"({time.perf_counter() - t0:.1f} s)")
-        if val_loss < best - 1e-4:
-            best, stale = val_loss, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= cfg.ae_patience:
-                progress(f"  ae: early stop after epoch {epoch} (no val improvement for {stale} epochs)")
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopper.update(model, val_loss):
+            progress(f"  ae: early stop after epoch {epoch} (no val improvement for {stopper.stale} epochs)")
+            break
+    stopper.restore(model)
     model.eval()
     return model
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ml.augment import Augment
+from ml.early_stopping import EarlyStopping
 from ml.models.classifier import ConvClassifier
 
 __all__ = ["ClassifierConfig", "fit_classifier", "predict_probs"]
@@ -73,7 +74,7 @@ def fit_classifier(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
     aug = Augment() if cfg.augment else None
     history: list[dict[str, float]] = []
-    best_key, best_state, stale = None, None, 0
+    stopper = EarlyStopping(cfg.patience)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -109,15 +110,9 @@ def fit_classifier(
         history.append(rec)
         progress("  epoch {epoch}/{n}: ".format(epoch=epoch, n=cfg.epochs) + ", ".join(
             f"{k} {v:.3f}" for k, v in rec.items() if k not in ("epoch", "seconds")) + f" ({rec['seconds']:.1f} s)")
-        if best_key is None or key > best_key:
-            best_key, stale = key, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                progress(f"  early stop after epoch {epoch} (no validation improvement for {stale} epochs)")
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopper.update(model, key):
+            progress(f"  early stop after epoch {epoch} (no validation improvement for {stopper.stale} epochs)")
+            break
+    stopper.restore(model)
     model.eval()
     return model, history
