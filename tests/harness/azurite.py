@@ -8,6 +8,7 @@ outage that ends.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -17,9 +18,11 @@ from .certs import TlsFiles
 from .procs import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
-ACCOUNT = "devstoreaccount1"
-# Azurite's published development key (not a secret: it is in Azurite's README).
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+ACCOUNT = "auscult"
+#: A fresh random key per test session, given to Azurite through AZURITE_ACCOUNTS: no storage
+#: key (not even the emulator's published one) lives in the repository, and the secret scans
+#: look for this one in every log and message.
+ACCOUNT_KEY = base64.b64encode(os.urandom(64)).decode()
 
 
 def azurite_path() -> str | None:
@@ -56,7 +59,8 @@ class Azurite:
         cmd = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", str(self.location),
                "--skipApiVersionCheck", "--loose", "--silent", "--cert", str(self.tls.cert), "--key", str(self.tls.key)]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            env = {**os.environ, "AZURITE_ACCOUNTS": f"{ACCOUNT}:{ACCOUNT_KEY}"}
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         wait_port(self.port, timeout=60, proc=self.proc, what="azurite")
 
     def stop(self) -> None:
