@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 export PIP_PROGRESS_BAR := off
 
-.PHONY: demo test bench model clean venv-runtime venv-dev
+.PHONY: demo test bench bench-train model clean venv-runtime venv-dev
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.10 is required") if sys.version_info < (3, 10) else None'
@@ -43,6 +43,11 @@ test: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) bench/features.py
 	$(PY) bench/module.py
+
+# Full trainings and evaluations (synthetic at -6/0/+6 dB on unseen machines, the real sets):
+# the figures of README's data-science results. Takes a while on 2 cores.
+bench-train: $(VENV)/.dev
+	$(PY) bench/train.py
 
 # The module's default model: an anomaly model trained on synthetic machine sounds (reproducible).
 MODEL_DATA := build/model-data
