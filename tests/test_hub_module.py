@@ -282,3 +282,30 @@ def test_alert_clips_go_through_iot_hub_file_upload(module, hub, azurite, file_u
     notes = file_upload_hub.notifications[notes_before:]
     assert len(notes) >= len(clips) and all(n["isSuccess"] for n in notes)
     assert file_upload_hub.unauthorized == 0
+
+
+def test_calibrate_method_runs_in_the_background_and_reports_the_threshold(module, hub, recordings) -> None:
+    """calibrate answers 202 at once, refuses bad arguments (400) and a second run (409), and
+    reports the fitted threshold under ``calibration`` and in ``settings`` when done."""
+    module.start(recordings["long"], recordings["model"], speed="2")
+    hub.wait_for(lambda h: h.reported.get("status", {}).get("hub", {}).get("connected") is True
+                 or h.reported.get("status", {}).get("state") == "running", 30)
+    for bad in ({"seconds": 0}, {"seconds": 5000}, {"seconds": "10"}, {"seconds": 14, "percentile": 100},
+                {"seconds": 14, "extra": 1}):
+        status, body = hub.invoke("calibrate", bad)
+        assert status == 400 and "error" in body, (bad, body)
+    status, body = hub.invoke("calibrate", {"seconds": 14, "percentile": 99})
+    assert status == 202 and body["state"] == "running" and body["seconds"] == 14, body
+    status, body = hub.invoke("calibrate", {"seconds": 14})
+    assert status == 409, body
+    status, body = hub.invoke("getStatus")
+    assert status == 200 and body["calibration"]["state"] in ("running", "done")
+    hub.wait_for(lambda h: (h.reported.get("calibration") or {}).get("state") == "done", 40)
+    result = hub.reported["calibration"]["result"]
+    assert result["method"].startswith("site gamma-p99") and result["windows"] >= 10 and result["percentile"] == 99
+    assert result["threshold"] != THRESHOLD
+    hub.wait_for(lambda h: (h.reported.get("settings") or {}).get("threshold") == result["threshold"], 10)
+    status, body = hub.invoke("getStatus")
+    assert body["threshold"] == result["threshold"] and body["calibration"]["state"] == "done"
+    module.proc.send_signal(signal.SIGTERM)
+    assert module.wait(30) == 0

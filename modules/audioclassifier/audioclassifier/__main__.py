@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         sink.close()
         return 2
 
+    if args.calibrate_seconds:
+        runtime.start_calibration(float(args.calibrate_seconds), float(args.calibrate_percentile))
+
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("%s: finishing", signal.Signals(signum).name)
         runtime.stop()

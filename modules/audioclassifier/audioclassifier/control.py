@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from audioclassifier.settings import Settings
 
@@ -25,7 +25,7 @@ class RuntimeControl(Protocol):
 
     def status(self) -> dict[str, Any]:
         """State (running, silent, no-audio), backend and device, model card summary, counters,
-        last error."""
+        calibration state, last error."""
         ...
 
     def capture_clip(self, seconds: float, label: str) -> Path:
@@ -39,6 +39,19 @@ class RuntimeControl(Protocol):
     def swap_model(self, path: Path) -> dict[str, Any]:
         """Load, compile and check ``path``, then swap it in between windows; keeps the old
         model and raises :class:`audioclassifier.backends.ModelError` on any failure."""
+        ...
+
+    def calibrate(self, seconds: float, percentile: float = 99.5) -> dict[str, Any]:
+        """Site calibration: score the next ``seconds`` of audio as this machine's normal sound
+        (alerts held back), fit the gamma threshold at ``percentile`` and apply it as the
+        settings' threshold; blocks until done. Returns ``{"threshold", "method", "windows",
+        "percentile"}``; raises CalibrationError (old threshold kept) on failure."""
+        ...
+
+    def start_calibration(self, seconds: float, percentile: float = 99.5,
+                          on_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """:meth:`calibrate` in the background: returns the running state at once and calls
+        ``on_done`` with the final state (``status()["calibration"]``)."""
         ...
 
     def self_test(self) -> dict[str, Any]:

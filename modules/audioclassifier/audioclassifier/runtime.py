@@ -14,15 +14,16 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from audioclassifier import __version__
 from audioclassifier.analysis import Window, Windower, hop_frames_for, level_dbfs
 from audioclassifier.backends import LoadedModel, load_model
+from audioclassifier.calibration import gamma_threshold
 from audioclassifier.clips import write_clip
 from audioclassifier.detector import Detector
 from audioclassifier.events import Alert, Telemetry
@@ -32,17 +33,41 @@ from audioclassifier.settings import DEVICES, Settings
 from audioclassifier.sinks import Sink
 from audioclassifier.sources import AudioSource, Chunk, SourceError
 
-__all__ = ["CaptureError", "Runtime"]
+__all__ = ["CalibrationError", "CaptureError", "Runtime"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds of audio before the flagged window that an alert's clip includes.
 CLIP_CONTEXT_SECONDS = 3.0
 MAX_CAPTURE_SECONDS = 600.0
+MAX_CALIBRATION_SECONDS = 3600.0
+#: Fewest scored windows a site calibration fits a threshold to (fewer: it fails, the old stays).
+MIN_CALIBRATION_WINDOWS = 10
 
 
 class CaptureError(RuntimeError):
     """A requested clip could not be recorded (bad request, the source ended, a write failed)."""
+
+
+class CalibrationError(RuntimeError):
+    """A site calibration was refused (bad request, one already running) or failed (too few
+    scored windows, the source ended, the model changed); the threshold in force stays."""
+
+
+@dataclass
+class _Calibration:
+    """A site calibration in progress: the scores of the scored windows over ``seconds`` of audio."""
+
+    seconds: float
+    percentile: float
+    on_done: Callable[[dict[str, Any]], None] | None = None
+    audio: float = 0.0  # seconds of audio heard so far
+    scores: list[float] = field(default_factory=list)
+    windows: int = 0  # all windows seen, silent ones included
+    suppressed: int = 0  # alerts held back while calibrating
+    result: dict[str, Any] | None = None  # the fit's outcome
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -115,6 +140,8 @@ class Runtime:
         self._last_end: tuple[float, float] | None = None  # (UTC, offset) after the last chunk
         self._started = time.time()
         self._window_log = open(window_log, "w", encoding="utf-8", buffering=1) if window_log is not None else None
+        self._calibration: _Calibration | None = None
+        self._calibration_state: dict[str, Any] = {"state": "idle"}
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -176,8 +203,61 @@ class Runtime:
             "uptime_seconds": round(time.time() - self._started, 3),
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "last_error": self.last_error or getattr(self.source, "last_error", None),
+            "calibration": self.calibration_status(),
             "version": __version__,
         }
+
+    def calibration_status(self) -> dict[str, Any]:
+        """``{"state": "idle" | "running" | "done" | "failed", ...}``: progress while running, the
+        result (threshold, method, windows, percentile) when done, the reason when failed."""
+        cal = self._calibration
+        if cal is not None:
+            return {"state": "running", "seconds": cal.seconds, "percentile": cal.percentile,
+                    "progress": round(min(1.0, cal.audio / cal.seconds), 3), "windows": len(cal.scores),
+                    "suppressed": cal.suppressed, "result": None, "error": None, "finished": None}
+        return dict(self._calibration_state)
+
+    def start_calibration(self, seconds: float, percentile: float = 99.5,
+                          on_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Start a site calibration over the next ``seconds`` of audio and return at once (the
+        running state); ``on_done(state)`` is called from the worker when it is done or failed.
+        Raises CalibrationError for a bad request or while another calibration runs."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                or not 0 < seconds <= MAX_CALIBRATION_SECONDS:
+            raise CalibrationError(f"seconds must be in (0, {MAX_CALIBRATION_SECONDS:g}], got {seconds!r}")
+        if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) \
+                or not math.isfinite(percentile) or not 50 < percentile < 100:
+            raise CalibrationError(f"percentile must be in (50, 100), got {percentile!r}")
+        self._start_calibration(float(seconds), float(percentile), on_done)
+        return self.calibration_status()
+
+    def _start_calibration(self, seconds: float, percentile: float,
+                           on_done: Callable[[dict[str, Any]], None] | None) -> _Calibration:
+        with self._lock:
+            if self._calibration is not None:
+                raise CalibrationError("a calibration is already running")
+            cal = self._calibration = _Calibration(seconds, percentile, on_done)
+        # scipy.stats takes about a second to import: do it now, off the worker, not at the fit.
+        threading.Thread(target=_import_scipy_stats, name="calibration-import", daemon=True).start()
+        log.info("site calibration: scoring %g s of audio as normal (alerts held back), threshold at gamma p%g",
+                 seconds, percentile)
+        return cal
+
+    def calibrate(self, seconds: float, percentile: float = 99.5) -> dict[str, Any]:
+        """Calibrate the threshold on the next ``seconds`` of this machine's (healthy) sound and
+        apply it as a settings override; blocks until done. Returns ``{"threshold", "method",
+        "windows", "percentile"}``; raises CalibrationError (the old threshold stays) on failure."""
+        if not self._running:
+            raise CalibrationError("the runtime is not running")
+        self.start_calibration(seconds, percentile)  # validates
+        cal = self._calibration
+        if cal is not None and not cal.done.wait(seconds * 2 + 60):
+            self._end_calibration(None, f"no {seconds:g} s of audio arrived in {seconds * 2 + 60:g} s "
+                                        f"(state {self.state})", only=cal)
+        state = self._calibration_state
+        if state.get("state") != "done":
+            raise CalibrationError(state.get("error") or "calibration failed")
+        return dict(state["result"])
 
     def capture_clip(self, seconds: float, label: str) -> Path:
         """Record the next ``seconds`` of audio to ``clip_dir``; returns the written path."""
@@ -260,6 +340,9 @@ class Runtime:
             self._running = False
             self._between_windows()
             self._finish_captures("the source ended")
+            cal = self._calibration
+            if cal is not None:
+                self._end_calibration(None, f"the source ended after {cal.audio:.1f} of {cal.seconds:g} s")
             self._flush_telemetry()
             self.sink.close()
             if self._window_log is not None:
@@ -303,6 +386,8 @@ class Runtime:
             self.detector.reset()
         self._applied = None  # the threshold may come from the new card
         self._apply_settings()
+        if self._calibration is not None:
+            self._end_calibration(None, "the model changed during the calibration")
         self.counters["model_swaps"] += 1
         if old is not new:
             old.close()
@@ -326,6 +411,8 @@ class Runtime:
     def _on_window(self, w: Window) -> None:
         s = self._settings
         self.counters["windows"] += 1
+        if self._calibration is not None:
+            self._calibration.windows += 1
         iv = self._interval_for(w.start_time, w.start_offset)
         iv.windows += 1
         iv.power_sum += 10.0 ** (w.level_dbfs / 10.0)
@@ -347,6 +434,15 @@ class Runtime:
             iv.score_sum += score
             iv.score_max = score if iv.score_max is None else max(iv.score_max, score)
         self._log_window(w, score, label)
+        cal = self._calibration
+        if cal is not None:
+            cal.scores.append(score)
+            held = self.detector.last_alert
+            if self.detector.update(score, w.end_offset):  # held back: this sound is normal by definition
+                self.detector.last_alert = held  # no cooldown from an alert that was not raised
+                self.detector.suppressed += 1
+                cal.suppressed += 1
+            return
         if self.detector.update(score, w.end_offset):
             iv.alerts += 1
             self._alert(w, score, label)
@@ -396,6 +492,14 @@ class Runtime:
         n = chunk.samples.shape[0]
         dur = n / self.windower.sample_rate
         self.audio_seconds += dur
+        cal = self._calibration
+        if cal is not None:
+            cal.audio += dur
+            if cal.audio >= cal.seconds:
+                # About a millisecond for an hour of windows (scipy was imported in the background at
+                # the start); done here, between chunks, the result does not depend on thread timing.
+                self._fit_calibration(cal)
+                self._conclude_calibration(cal)
         if getattr(self.source, "state", "running") == "no-audio":
             self._set_state("no-audio", getattr(self.source, "last_error", None) or "")
             self.detector.reset()
@@ -428,6 +532,64 @@ class Runtime:
             model=self.model.version, seq=self._seq.next("telemetry"), alerts=iv.alerts, overflows=overflows,
         )
         self.sink.emit("telemetry", t.to_message())
+
+    # -- site calibration -------------------------------------------------------------------------
+
+    def _fit_calibration(self, cal: _Calibration) -> None:
+        """Fit the threshold to the collected scores into ``cal.result`` (or ``cal.error``)."""
+        try:
+            finite = [s for s in cal.scores if math.isfinite(s)]
+            if len(finite) < MIN_CALIBRATION_WINDOWS:
+                cal.error = (f"too few scored windows: {len(finite)} of {cal.windows} windows in {cal.seconds:g} s "
+                             f"(need {MIN_CALIBRATION_WINDOWS}); was the machine running and over the energy "
+                             f"gate? calibrate again, longer, while it runs")
+                return
+            fit = gamma_threshold(np.asarray(finite), percentile=cal.percentile)
+            if not math.isfinite(fit.threshold):
+                cal.error = f"the threshold fit gave {fit.threshold!r}"
+                return
+            cal.result = {"threshold": fit.threshold, "method": "site " + fit.method, "windows": fit.n,
+                          "percentile": cal.percentile}
+        except Exception as exc:  # noqa: BLE001 - any fit failure fails the calibration, not the module
+            cal.error = f"the threshold fit failed: {type(exc).__name__}: {exc}"
+
+    def _conclude_calibration(self, cal: _Calibration) -> None:
+        """Put a fitted threshold in force as the settings' override (worker, between windows)."""
+        if cal.result is None:
+            self._end_calibration(None, cal.error or "the threshold fit failed", only=cal)
+            return
+        old = self.threshold
+        with self._lock:
+            self._settings = replace(self._settings, threshold=cal.result["threshold"])
+        self._apply_settings()
+        self.detector.reset()  # a new rule: runs start afresh
+        log.info("site calibration done: threshold %.4g → %.4g (%s; %d window(s) over the old threshold held back)",
+                 old, self.threshold, cal.result["method"], cal.suppressed)
+        self._end_calibration(cal.result, None, only=cal)
+
+    def _end_calibration(self, result: dict[str, Any] | None, error: str | None,
+                         only: _Calibration | None = None) -> None:
+        """Record the outcome, wake the waiter, tell ``on_done`` (never raises into the worker)."""
+        with self._lock:
+            cal = self._calibration
+            if cal is None or (only is not None and cal is not only):
+                return
+            # The same keys in every state: reported properties merge, so none is left over.
+            state: dict[str, Any] = {
+                "state": "done" if error is None else "failed", "seconds": cal.seconds, "percentile": cal.percentile,
+                "progress": round(min(1.0, cal.audio / cal.seconds), 3), "windows": len(cal.scores),
+                "suppressed": cal.suppressed, "result": result, "error": error, "finished": round(time.time(), 3)}
+            self._calibration_state = state
+            self._calibration = None
+        if error is not None:
+            self.last_error = f"calibration failed: {error}"
+            log.error("site calibration failed, the threshold stays %.4g: %s", self.threshold, error)
+        cal.done.set()
+        if cal.on_done is not None:
+            try:
+                cal.on_done(dict(state))
+            except Exception:  # noqa: BLE001 - a reporting problem must not stop the audio
+                log.exception("calibration: on_done failed")
 
     # -- captures ---------------------------------------------------------------------------------
 
@@ -467,6 +629,13 @@ class Runtime:
         for cap in captures:
             cap.error = f"{why} after {cap.have / self.windower.sample_rate:.1f} of {cap.seconds:g} s"
             cap.done.set()
+
+
+def _import_scipy_stats() -> None:
+    try:
+        import scipy.stats  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - the fit reports the failure
+        log.debug("scipy.stats: %s", exc)
 
 
 def _changes(old: Settings, new: Settings) -> str:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SPOOL_DIR = "/var/lib/auscult/spool"
 MAX_CAPTURE_SECONDS = 60.0
+MAX_CALIBRATION_SECONDS = 3600.0
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 REPORT_INTERVAL_SECONDS = 60.0
 
@@ -268,7 +269,47 @@ class HubSink:
         if name == "selfTest":
             result = dict(self._control.self_test() or {})
             return (200 if result.get("ok", True) else 500), _redacted(result)
-        return 404, {"error": f"unknown method {name!r}; known: getStatus, captureClip, reloadModel, selfTest"}
+        if name == "calibrate":
+            return self._calibrate(payload)
+        return 404, {"error": f"unknown method {name!r}; known: getStatus, captureClip, reloadModel, selfTest, "
+                              "calibrate"}
+
+    def _calibrate(self, payload: Any) -> tuple[int, Any]:
+        """Start a site calibration and answer 202 at once (a method call would time out); the
+        outcome goes to reported ``calibration`` (and the threshold in force to ``settings``)."""
+        try:
+            args = method_payload(payload)
+            seconds = args.get("seconds")
+            percentile = args.get("percentile", 99.5)
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                    or not 1 <= seconds <= MAX_CALIBRATION_SECONDS:
+                raise ValueError(f"seconds must be a number in [1, {MAX_CALIBRATION_SECONDS:g}], got {seconds!r}")
+            if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) \
+                    or not math.isfinite(percentile) or not 50 < percentile < 100:
+                raise ValueError(f"percentile must be a number in (50, 100), got {percentile!r}")
+            unknown = sorted(set(args) - {"seconds", "percentile"})
+            if unknown:
+                raise ValueError(f"unknown argument(s) {', '.join(unknown)}; known: seconds, percentile")
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        try:
+            state = self._control.start_calibration(float(seconds), float(percentile),
+                                                    on_done=self._on_calibration_done)
+        except RuntimeError as exc:  # CalibrationError: one is running already
+            return 409, {"error": str(exc)}
+        if self.client:
+            self.client.report({"calibration": _redacted(state)})
+        return 202, _redacted(state)
+
+    def _on_calibration_done(self, state: dict[str, Any]) -> None:
+        """Called by the runtime's worker: report (non-blocking) the outcome and the settings."""
+        if state.get("state") == "failed":
+            self.last_error = f"calibration failed: {state.get('error')}"
+        if self.client:
+            settings = self._settings()
+            self.client.report({"calibration": _redacted(state),
+                                "settings": _redacted(settings.to_dict()) if settings else None})
+            self.report_status()
 
     def _capture(self, payload: Any) -> tuple[int, Any]:
         try:
