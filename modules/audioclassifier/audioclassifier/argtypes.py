@@ -10,7 +10,7 @@ import argparse
 import math
 from typing import Callable
 
-__all__ = ["finite", "int_at_least", "integer", "positive", "unit"]
+__all__ = ["finite", "int_at_least", "integer", "number_in", "positive", "unit"]
 
 
 def finite(text: str) -> float:
@@ -32,12 +32,22 @@ def positive(text: str) -> float:
     return value
 
 
-def unit(text: str) -> float:
-    """A number in [0, 1]."""
-    value = finite(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
-    return value
+def number_in(lo: float, hi: float, *, open_lo: bool = False, open_hi: bool = False) -> Callable[[str], float]:
+    """A converter for finite numbers in the interval from ``lo`` to ``hi`` (closed unless said)."""
+    span = f"{'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+
+    def parse(text: str) -> float:
+        value = finite(text)
+        if (value <= lo if open_lo else value < lo) or (value >= hi if open_hi else value > hi):
+            raise argparse.ArgumentTypeError(f"must be in {span}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number in {span}"
+    return parse
+
+
+#: A number in [0, 1].
+unit = number_in(0.0, 1.0)
 
 
 def integer(text: str) -> int:

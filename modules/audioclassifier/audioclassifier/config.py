@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from audioclassifier.argtypes import finite, int_at_least, positive
+from audioclassifier.argtypes import finite, int_at_least, number_in, positive
 from audioclassifier.settings import DEVICES, Settings, SettingsError
 
 __all__ = ["DEFAULT_MODEL", "ENV_PREFIX", "build_parser", "env_name", "parse_args", "settings_from_args"]
@@ -40,20 +40,6 @@ def _speed(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-def _calibrate_seconds(text: str) -> float:
-    value = finite(text)
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be in [0, 3600] seconds (0 = off), got {text!r}")
-    return value
-
-
-def _percentile(text: str) -> float:
-    value = finite(text)
-    if not 50 < value < 100:
-        raise argparse.ArgumentTypeError(f"must be in (50, 100), got {text!r}")
-    return value
 
 
 def _bool(text: str) -> bool:
@@ -116,10 +102,10 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     add("--telemetry-interval-seconds", dest="telemetry_interval_seconds", type=positive,
         help="seconds of audio per telemetry message (default 60)")
     add("--machine", dest="machine", help="machine name in messages and clip names (default 'machine')")
-    add("--calibrate-seconds", dest="calibrate_seconds", type=_calibrate_seconds, default=0.0,
+    add("--calibrate-seconds", dest="calibrate_seconds", type=number_in(0.0, 3600.0), default=0.0,
         help="site calibration: score the first S seconds of audio as this machine's healthy sound (no "
              "alerts meanwhile) and set the threshold from them, as training does (default 0 = off)")
-    add("--calibrate-percentile", dest="calibrate_percentile", type=_percentile, default=99.5,
+    add("--calibrate-percentile", dest="calibrate_percentile", type=number_in(50.0, 100.0, open_lo=True, open_hi=True), default=99.5,
         help="percentile of the gamma fit to the calibration scores that becomes the threshold (default 99.5)")
 
     group = out = p.add_argument_group("output")
