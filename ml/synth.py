@@ -423,34 +423,29 @@ def _machine_blocks(
 @functools.lru_cache(maxsize=256)
 def _reference_power(machine: MachineParams, sample_rate: int) -> float:
     """Mean power of the healthy machine before calibration (a fixed-seed render)."""
-    n = int(_CALIBRATION_SECONDS * sample_rate)
+    return float(np.mean(np.square(_calibration_render(machine, sample_rate, gain=1.0))))
+
+
+def _calibration_render(machine: MachineParams, sample_rate: int, *, gain: float) -> np.ndarray:
+    """The healthy machine rendered with a fixed seed: what its level calibrations measure."""
     blocks = _machine_blocks(
         machine=machine,
         fault="normal",
         severity=_no_fault,
         sample_rate=sample_rate,
         rng=np.random.default_rng(0xCA1B),
-        lengths=[n],
-        gain=1.0,
+        lengths=[int(_CALIBRATION_SECONDS * sample_rate)],
+        gain=gain,
     )
-    return float(np.mean(np.square(next(blocks))))
+    return next(blocks)
 
 
 @functools.lru_cache(maxsize=64)
 def _site_power(index: int, sample_rate: int) -> float:
     """Mean power of a distant site machine after its distance low-pass (fixed-seed render)."""
     machine, corner = _site_machine(index)
-    n = int(_CALIBRATION_SECONDS * sample_rate)
-    blocks = _machine_blocks(
-        machine=machine,
-        fault="normal",
-        severity=_no_fault,
-        sample_rate=sample_rate,
-        rng=np.random.default_rng(0xCA1B),
-        lengths=[n],
-        gain=1.0 / math.sqrt(_reference_power(machine, sample_rate)),
-    )
-    return float(np.mean(np.square(_Sos(_filter("lowpass1", corner, 0.0, sample_rate))(next(blocks)))))
+    y = _calibration_render(machine, sample_rate, gain=1.0 / math.sqrt(_reference_power(machine, sample_rate)))
+    return float(np.mean(np.square(_Sos(_filter("lowpass1", corner, 0.0, sample_rate))(y))))
 
 
 def _clank(*, sample_rate: int, rng: np.random.Generator) -> np.ndarray:

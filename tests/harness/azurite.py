@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from .certs import TlsFiles
-from .procs import free_port, wait_port
+from .procs import free_port, stop_process, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "auscult"
@@ -64,13 +64,7 @@ class Azurite:
         wait_port(self.port, timeout=60, proc=self.proc, what="azurite")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def container(self, name: str):

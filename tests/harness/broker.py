@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .certs import TlsFiles
-from .procs import free_port, port_open, wait_port
+from .procs import free_port, port_open, stop_process, wait_port
 
 MQTT_PORT = 8883
 
@@ -137,13 +137,7 @@ class Mosquitto:
 
     def stop(self) -> None:
         self.gate.close()
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
         if self.after_stop:
             self.after_stop()

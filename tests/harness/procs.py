@@ -1,8 +1,9 @@
-"""Small helpers for the harness's child processes: free ports, waiting for a listener."""
+"""Small helpers for the harness's child processes: free ports, waiting for a listener, stopping."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 
@@ -41,3 +42,15 @@ def wait_until(predicate, timeout: float, interval: float = 0.05):
         if time.monotonic() >= deadline:
             return None
         time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """Terminate ``proc`` if it still runs; kill it if it has not exited within ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
