@@ -58,7 +58,7 @@ model: $(VENV)/.dev
 	$(PY) -m ml train --data $(MODEL_DATA) --kind anomaly --seed 1 --window-seconds 2.0 --percentile 99.5 \
 		--dataset-note "Auscult synthetic machine sounds (python -m ml synth --seed 1): normal only, \
 	machine IDs 100-163, 4 clips of 10 s each, SNR -6/0/+6 dB" \
-		--out modules/audioclassifier/models/model.onnx
+		--out modules/audioclassifier/audioclassifier/models/model.onnx
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .hypothesis build *.egg-info

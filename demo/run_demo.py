@@ -89,6 +89,13 @@ def _seconds_between(a: str, b: str) -> float:
             ).total_seconds()
 
 
+def synth_recording(recording: Path, *, seed: int = 1, machine_id: int = 0) -> Path:
+    """The demo's recording: SECONDS of a fan in which a FAULT develops from FAULT_START (+ .json sidecar)."""
+    run([sys.executable, "-m", "ml", "synth", "--long-seconds", f"{SECONDS:g}", "--fault", FAULT, "--fault-start",
+         f"{FAULT_START:g}", "--seed", str(seed), "--machine-id", str(machine_id), "--out", str(recording)])
+    return recording
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
@@ -103,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(out / "clips", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    recording = out / "machine.wav"
-    run([py, "-m", "ml", "synth", "--long-seconds", f"{SECONDS:g}", "--fault", FAULT, "--fault-start",
-         f"{FAULT_START:g}", "--seed", str(args.seed), "--machine-id", str(args.machine_id), "--out", str(recording)])
+    recording = synth_recording(out / "machine.wav", seed=args.seed, machine_id=args.machine_id)
     cmd = [py, "-m", "audioclassifier", "--source", str(recording), "--speed", "max", "--local-out", str(out),
            "--window-log", str(out / "windows.jsonl"), "--log-level", "WARNING"]
     if args.model:

@@ -16,9 +16,10 @@ class OnnxModel:
     """An Auscult ONNX model and its card; :meth:`run` maps windows to scores or probabilities."""
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 1) -> None:
-        import onnxruntime as ort
-
+        from audioclassifier.backends import import_onnxruntime
         from audioclassifier.card import CardError
+
+        ort = import_onnxruntime()
 
         self.path = Path(path)
         if not self.path.is_file():

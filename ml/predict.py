@@ -18,10 +18,12 @@ __all__ = ["predict_file", "predict_paths"]
 
 
 def predict_file(model: OnnxModel, path: str | os.PathLike[str], *, hop_seconds: float | None = None,
-                 channel: int | None = None) -> dict[str, Any]:
+                 channel: int | None = None, per_window: bool = False) -> dict[str, Any]:
     """The verdict on one file: mean and max window score, the decision, and per-label
     probabilities for a classifier (``unknown`` when the top one is under the card's
-    ``confidence_threshold``). Raises :class:`AudioFileError` for an unusable file."""
+    ``confidence_threshold``); with ``per_window``, every window's score too (``window_scores``,
+    in window order: the module's windows, then one aligned to the file's end when the hops do not
+    reach it). Raises :class:`AudioFileError` for an unusable file."""
     card = model.card
     p = card.features
     y = load_audio(path, sample_rate=p.sample_rate, channel=channel)
@@ -38,6 +40,8 @@ def predict_file(model: OnnxModel, path: str | os.PathLike[str], *, hop_seconds:
                            "seconds": round(len(y) / p.sample_rate, 3)}
     score = float(scores.mean())
     rec.update(score=round(score, 6), max_score=round(float(scores.max()), 6), threshold=card.threshold)
+    if per_window:
+        rec["window_scores"] = [round(float(s), 6) for s in scores]
     if card.kind == "anomaly":
         rec["label"] = "anomaly" if score > card.threshold else card.normal_label
         rec["anomalous_windows"] = int((scores > card.threshold).sum())

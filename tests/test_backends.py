@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from audioclassifier.backends import ModelError, load_model
 from audioclassifier.config import DEFAULT_MODEL
 from audioclassifier.features import logmel
+from conftest import REPO
 from fixtures_audio import make_model, tone
 
 
@@ -133,3 +135,78 @@ def test_output_that_contradicts_the_card_is_refused(tmp_path: Path, backend: st
     onnx.save(m, str(tmp_path / "w64.onnx"))
     with pytest.raises(ModelError, match="does not score a \\(64, 61\\) log-mel window"):
         load_model(tmp_path / "w64.onnx", backend=backend)
+
+
+# --- precision: the same scores on every CPU -------------------------------------------------------
+
+@pytest.mark.parametrize("device", ["CPU", "AUTO"])
+def test_openvino_computes_in_f32_by_default_on_any_cpu(tmp_path: Path, device: str) -> None:
+    """On Intel CPUs with AMX OpenVINO's own default is bf16: the module must not inherit it."""
+    m = load_model(make_model(tmp_path / "m.onnx"), backend="openvino", device=device)
+    assert m.backend.precision == "f32"
+    assert m.summary()["precision"] == "f32"
+    assert load_model(tmp_path / "m.onnx", backend="onnxruntime").backend.precision == "f32"
+
+
+def test_lower_precision_is_an_explicit_opt_in_and_says_what_it_got(tmp_path: Path) -> None:
+    import openvino as ov
+
+    path = make_model(tmp_path / "m.onnx")
+    capable = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    m = load_model(path, backend="openvino", device="CPU", precision="bf16")
+    assert m.backend.precision == ("bf16" if capable else "f32")  # a CPU without bf16 falls back, and says so
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_model(path, backend="openvino", precision="int4")
+
+
+def test_no_inference_library_phones_home(tmp_path: Path) -> None:
+    """OpenVINO's Python package sends a usage event at import unless its telemetry package is
+    absent or opted out; the module must never send anything but its own messages."""
+    home = tmp_path / "home"
+    home.mkdir()
+    path = make_model(tmp_path / "m.onnx")
+    code = ("import sys, json, logging; logging.basicConfig(level=logging.DEBUG)\n"
+            "from audioclassifier.backends import load_model\n"
+            f"load_model({str(path)!r}, backend='openvino'); load_model({str(path)!r}, backend='onnxruntime')\n"
+            "print(json.dumps(sys.modules.get('openvino_telemetry') is None))")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**env, "HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) is True  # the telemetry package was never imported
+    assert list(home.iterdir()) == []  # no client id, no consent or stats file (~/intel/...)
+    assert "telemetry" not in out.stderr.lower()
+
+
+@pytest.mark.slow
+def test_module_scores_agree_across_backends_and_with_ml_predict(tmp_path: Path) -> None:
+    """The demo recording through the real module with each backend, and through ``ml predict``."""
+    sys.path.insert(0, str(REPO / "demo"))
+    try:
+        from run_demo import synth_recording
+    finally:
+        sys.path.remove(str(REPO / "demo"))
+    recording = synth_recording(tmp_path / "machine.wav")
+    scores = {}
+    for backend in ("openvino", "onnxruntime"):
+        log = tmp_path / f"{backend}.jsonl"
+        res = subprocess.run([sys.executable, "-m", "audioclassifier", "--source", str(recording), "--speed", "max",
+                              "--backend", backend, "--local-out", str(tmp_path / backend), "--window-log", str(log),
+                              "--log-level", "WARNING"], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        scores[backend] = np.array([r["score"] for r in rows], dtype=float)
+    a, b = scores["openvino"], scores["onnxruntime"]
+    assert a.shape == b.shape and len(a) >= 170 and np.isfinite(a).all()
+    assert np.ptp(a) > 1.0  # healthy and faulty windows: the comparison means something
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+    res = subprocess.run([sys.executable, "-m", "ml", "predict", "--model", str(DEFAULT_MODEL), "--input",
+                          str(recording), "--hop-seconds", "1", "--per-window"], capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rec = json.loads(res.stdout)
+    # The same windows (column-aligned starts on both sides), plus at most one aligned to the file's end.
+    offline = np.array(rec["window_scores"])
+    assert len(b) <= len(offline) <= len(b) + 1
+    np.testing.assert_allclose(offline[: len(b)], b, rtol=0, atol=1e-4)

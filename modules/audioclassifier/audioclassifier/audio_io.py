@@ -19,6 +19,7 @@ import soundfile as sf
 import soxr
 
 from audioclassifier.durable import atomic_file
+from audioclassifier.errors import AuscultError
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -38,7 +39,7 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 _SIZE_MISMATCH = re.compile(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.IGNORECASE)
 
 
-class AudioFileError(Exception):
+class AudioFileError(AuscultError):
     """An audio file that cannot be used: ``path`` names it and ``reason`` says why."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:

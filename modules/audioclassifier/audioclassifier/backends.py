@@ -6,6 +6,18 @@ on a window of the card's shape before it is used: a model that loads is a model
 and says why in :attr:`LoadedModel.note`. Only the chosen runtime is imported, and one process
 runs one runtime with one inference thread (two runtimes in one process fight over the cores).
 
+Precision is pinned, never left to the device: OpenVINO's CPU plugin defaults to bf16 on Intel
+CPUs with AMX, and GPUs default to f16, which moves scores away from the card's threshold (fitted
+in f32) by up to 5e-2. Every device is compiled with ``INFERENCE_PRECISION_HINT=f32`` unless the
+caller opts into lower precision (``precision="bf16"``, ``"f16"``, or ``"device"`` for the
+device's own default); :attr:`Backend.precision` says what the compiled model runs at.
+
+Neither runtime phones home: OpenVINO's Python package sends a usage event at import when its
+telemetry package is importable and no opt-out file exists, so :func:`import_openvino` blocks that
+package (OpenVINO then uses its built-in no-op stub); onnxruntime (1.32 on Linux) writes a device
+id under ``~/.cache/Microsoft`` and uploads events unless ``ORT_DISABLE_TELEMETRY`` is set before it
+loads, which :func:`import_onnxruntime` does.
+
 The card comes from the runtime's own view of the ONNX metadata: onnxruntime's
 ``custom_metadata_map``, or OpenVINO's ``rt_info["framework"]`` (its ONNX reader keeps
 ``metadata_props`` there), so OpenVINO runs never load onnxruntime.
@@ -15,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,15 +35,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from audioclassifier.card import CARD_KEY, CardError, ModelCard, card_from_metadata
+from audioclassifier.errors import FatalError
 
-__all__ = ["BACKENDS", "Backend", "LoadedModel", "ModelError", "load_model"]
+__all__ = ["BACKENDS", "PRECISIONS", "Backend", "LoadedModel", "ModelError", "import_onnxruntime", "import_openvino",
+           "load_model"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "openvino", "onnxruntime")
+#: Inference precision: f32 (the default: the card's threshold was fitted in f32), a lower one a
+#: user opts into, or "device" (whatever the device defaults to: bf16 on AMX CPUs, f16 on GPUs).
+PRECISIONS = ("f32", "bf16", "f16", "device")
 
-
-class ModelError(Exception):
+class ModelError(FatalError):
     """A model that cannot be used: ``path`` names it and ``reason`` says why (the old one stays)."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
@@ -38,17 +55,16 @@ class ModelError(Exception):
         self.reason = reason
         super().__init__(f"model {self.path}: {reason}")
 
-
 class Backend(Protocol):
     """A compiled model: raw output of a ``(batch, n_mels, frames)`` float32 input."""
 
     name: str  # "openvino" | "onnxruntime"
     device: str  # where it runs ("CPU", or what OpenVINO's AUTO picked)
+    precision: str  # what the compiled model computes in ("f32", "bf16", "f16", ...)
 
     def infer(self, x: np.ndarray) -> np.ndarray: ...
 
     def close(self) -> None: ...
-
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
@@ -57,16 +73,15 @@ def _first_line(exc: BaseException) -> str:
     useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check "))] or lines
     return useful[-1][:300] if "Exception from" in text else useful[0][:300]
 
-
 class OnnxRuntimeBackend:
     """onnxruntime on the CPU, one intra-op and one inter-op thread, sequential execution."""
 
     name = "onnxruntime"
     device = "CPU"
+    precision = "f32"
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
@@ -91,22 +106,59 @@ class OnnxRuntimeBackend:
     def close(self) -> None:
         self._sess = None  # type: ignore[assignment]
 
+def import_openvino() -> Any:
+    """``import openvino`` without its usage telemetry (see the module docstring)."""
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]  # ImportError -> stub
+    import openvino as ov
+
+    return ov
+
+def import_onnxruntime() -> Any:
+    """``import onnxruntime`` with its telemetry off (see the module docstring)."""
+    if "onnxruntime" not in sys.modules:
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # read by the native library as it loads
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
+
+
+def _precision_name(value: Any) -> str:
+    """OpenVINO's element type (``<Type: 'float32'>``) as the short name used in settings."""
+    text = str(getattr(value, "get_type_name", lambda: value)()).strip().lower()
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(text, text)
+
+def _configure_devices(core: Any, precision: str) -> None:
+    """Per-device properties, set on the core so that AUTO's choice gets them too."""
+    for dev in core.available_devices:
+        props: dict[str, Any] = {}
+        if dev.startswith("CPU"):
+            props.update({"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
+        if precision != "device":
+            props["INFERENCE_PRECISION_HINT"] = precision
+        try:
+            supported = set(core.get_property(dev, "SUPPORTED_PROPERTIES"))
+            props = {k: v for k, v in props.items() if k in supported}
+            if props:
+                core.set_property(dev, props)
+        except Exception as exc:  # noqa: BLE001 - a plugin that refuses a property keeps its default
+            log.warning("OpenVINO %s: properties %s not set (%s)", dev, sorted(props), _first_line(exc))
 
 class OpenVinoBackend:
-    """OpenVINO on ``device`` (AUTO, CPU, GPU, NPU); the CPU plugin limited to one thread."""
+    """OpenVINO on ``device`` (AUTO, CPU, GPU, NPU) at ``precision``; the CPU plugin on one thread."""
 
     name = "openvino"
 
-    def __init__(self, path: Path, device: str = "AUTO") -> None:
+    def __init__(self, path: Path, device: str = "AUTO", precision: str = "f32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         try:
-            import openvino as ov
+            ov = import_openvino()
         except ImportError as exc:
             raise ModelError(path, f"OpenVINO is not installed ({exc})") from exc
         core = ov.Core()
-        try:
-            core.set_property("CPU", {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
-        except Exception as exc:  # noqa: BLE001 - an OpenVINO build without the CPU plugin
-            log.debug("OpenVINO CPU properties not set: %s", exc)
+        _configure_devices(core, precision)
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError and friends
@@ -121,13 +173,29 @@ class OpenVinoBackend:
         except Exception as exc:  # noqa: BLE001
             raise ModelError(path, f"OpenVINO cannot compile it for {device} ({_first_line(exc)})") from exc
         try:
-            devices = self._compiled.get_property("EXECUTION_DEVICES")
-            self.device = ",".join(str(d) for d in devices) if device == "AUTO" else device
+            devices = [str(d) for d in self._compiled.get_property("EXECUTION_DEVICES")]
         except Exception:  # noqa: BLE001
-            self.device = device
+            devices = [device]
+        self.device = ",".join(devices) if device == "AUTO" else device
         self.requested_device = device
+        self.requested_precision = precision
+        self.precision = self._compiled_precision(core, devices)
         self._request = self._compiled.create_infer_request()
         self._out_index = 0
+
+    def _compiled_precision(self, core: Any, devices: list[str]) -> str:
+        """What the compiled model computes in: its own property, or (AUTO) its device's."""
+        try:
+            return _precision_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        except Exception:  # noqa: BLE001 - AUTO does not expose it: ask the device it picked
+            pass
+        names = set()
+        for dev in devices:
+            try:
+                names.add(_precision_name(core.get_property(dev, "INFERENCE_PRECISION_HINT")))
+            except Exception:  # noqa: BLE001 - a device without the property
+                names.add("unknown")
+        return ",".join(sorted(names))
 
     def select_output(self, name: str) -> None:
         self._out_index = self.outputs.index(name)
@@ -139,7 +207,6 @@ class OpenVinoBackend:
     def close(self) -> None:
         self._request = None
         self._compiled = None
-
 
 @dataclass
 class LoadedModel:
@@ -189,11 +256,10 @@ class LoadedModel:
     def summary(self) -> dict[str, Any]:
         """Model, backend and device for status and logs."""
         return {"path": str(self.path), "backend": self.backend.name, "device": self.backend.device,
-                "note": self.note, "card": self.card.summary()}
+                "precision": self.backend.precision, "note": self.note, "card": self.card.summary()}
 
     def close(self) -> None:
         self.backend.close()
-
 
 def _check(path: Path, backend: Any) -> tuple[ModelCard, str]:
     """The card, the output to read, and a trial run on a window of the card's shape."""
@@ -232,12 +298,17 @@ def _check(path: Path, backend: Any) -> tuple[ModelCard, str]:
                     path, backend.name)
     return card, output
 
+def load_model(path: str | os.PathLike[str], *, backend: str = "auto", device: str = "AUTO",
+               precision: str = "f32") -> LoadedModel:
+    """Load, compile and check a model; raises :class:`ModelError` with the reason.
 
-def load_model(path: str | os.PathLike[str], *, backend: str = "auto", device: str = "AUTO") -> LoadedModel:
-    """Load, compile and check a model; raises :class:`ModelError` with the reason."""
+    ``precision`` applies to OpenVINO (onnxruntime's CPU provider always computes in f32).
+    """
     p = Path(path)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if not p.exists():
         raise ModelError(p, "model file not found")
     if not p.is_file():
@@ -247,7 +318,7 @@ def load_model(path: str | os.PathLike[str], *, backend: str = "auto", device: s
     note = ""
     if backend in ("auto", "openvino"):
         try:
-            be: Any = OpenVinoBackend(p, device)
+            be: Any = OpenVinoBackend(p, device, precision)
             card, output = _check(p, be)
             if backend == "auto":
                 note = f"auto: OpenVINO loaded and compiled the model on {be.device}"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from audioclassifier.features import LogMelParams
+from audioclassifier.errors import AuscultError
 
 __all__ = ["CARD_KEY", "SCHEMA_VERSION", "CardError", "ModelCard", "card_from_metadata", "read_card"]
 
@@ -29,7 +30,7 @@ SCHEMA_VERSION = 1
 KINDS = ("classifier", "anomaly")
 
 
-class CardError(ValueError):
+class CardError(AuscultError, ValueError):
     """A model without a card, or with an invalid one; ``source`` names the model."""
 
     def __init__(self, source: str, reason: str) -> None:
@@ -190,7 +191,9 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
     p = Path(path)
     if not p.is_file():
         raise CardError(str(p), "model file not found")
-    import onnxruntime as ort  # runtime dependency; imported here so card parsing stays light
+    from audioclassifier.backends import import_onnxruntime  # here, so card parsing stays light
+
+    ort = import_onnxruntime()
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

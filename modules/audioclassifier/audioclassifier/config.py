@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from audioclassifier.argtypes import finite, int_at_least, number_in, positive
-from audioclassifier.settings import DEVICES, Settings, SettingsError
+from audioclassifier.settings import DEVICES, PRECISIONS, Settings, SettingsError
 
 __all__ = ["DEFAULT_MODEL", "ENV_PREFIX", "build_parser", "env_name", "parse_args", "settings_from_args"]
 
 ENV_PREFIX = "AUSCULT_"
-#: The model the module ships with (modules/audioclassifier/models/model.onnx).
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "model.onnx"
+#: The model the module ships with: package data, so an installed wheel has it too.
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "model.onnx"
 
 #: Options that are Settings fields (the twin can change them live).
 SETTINGS_OPTIONS = ("threshold", "hop_seconds", "consecutive", "cooldown_seconds", "energy_gate_dbfs",
-                    "telemetry_interval_seconds", "device", "machine")
+                    "telemetry_interval_seconds", "device", "precision", "machine")
 
 
 def env_name(dest: str) -> str:
@@ -90,6 +90,10 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         help="inference runtime; auto = OpenVINO if it compiles the model, else onnxruntime (default auto)")
     add("--device", dest="device", default="AUTO", type=str.upper, choices=DEVICES,
         help="OpenVINO device (default AUTO)")
+    add("--precision", dest="precision", default="f32", type=str.lower, choices=PRECISIONS,
+        help="OpenVINO inference precision: f32 gives the scores the model card's threshold was fitted "
+             "with on every CPU; bf16/f16, or 'device' (the device's own default: bf16 on Intel CPUs with "
+             "AMX, f16 on GPUs), trade exactness for speed (default f32)")
 
     group = p.add_argument_group("detection (the module twin can change these live)")
     add("--threshold", dest="threshold", type=finite, help="alert threshold (default: the model card's)")

@@ -32,6 +32,7 @@ from audioclassifier.sequence import SequenceStore
 from audioclassifier.settings import DEVICES, Settings
 from audioclassifier.sinks import Sink
 from audioclassifier.sources import AudioSource, Chunk, SourceError
+from audioclassifier.errors import AuscultError
 
 __all__ = ["CalibrationError", "CaptureError", "Runtime"]
 
@@ -45,11 +46,11 @@ MAX_CALIBRATION_SECONDS = 3600.0
 MIN_CALIBRATION_WINDOWS = 10
 
 
-class CaptureError(RuntimeError):
+class CaptureError(AuscultError):
     """A requested clip could not be recorded (bad request, the source ended, a write failed)."""
 
 
-class CalibrationError(RuntimeError):
+class CalibrationError(AuscultError):
     """A site calibration was refused (bad request, one already running) or failed (too few
     scored windows, the source ended, the model changed); the threshold in force stays."""
 
@@ -161,20 +162,24 @@ class Runtime:
         return self._settings
 
     def apply_settings(self, new: Settings) -> None:
-        """Take ``new`` live; a device change recompiles first and raises (keeping all) on failure."""
+        """Take ``new`` live; a device or precision change recompiles first and raises (keeping all) on failure."""
         if not isinstance(new, Settings):
             raise TypeError(f"expected Settings, got {type(new).__name__}")
         if new.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {new.device!r}")
         old = self._settings
-        if new.device != old.device and self.backend_preference in ("auto", "openvino"):
+        recompile = (new.device, new.precision) != (old.device, old.precision)
+        if recompile and self.backend_preference in ("auto", "openvino"):
             # Compile for the new device first: on failure nothing changes (auto may fall back).
-            compiled = load_model(self.model_path, backend=self.backend_preference, device=new.device)
+            compiled = load_model(self.model_path, backend=self.backend_preference, device=new.device,
+                                  precision=new.precision)
             self._hand_over(compiled)
-            log.info("device %s → %s: %s on %s%s", old.device, new.device, compiled.backend.name,
-                     compiled.backend.device, f" ({compiled.note})" if compiled.note else "")
-        elif new.device != old.device:
-            log.info("device %s noted; it applies to OpenVINO, this module runs onnxruntime", new.device)
+            log.info("device %s/%s → %s/%s: %s on %s at %s%s", old.device, old.precision, new.device,
+                     new.precision, compiled.backend.name, compiled.backend.device, compiled.backend.precision,
+                     f" ({compiled.note})" if compiled.note else "")
+        elif recompile:
+            log.info("device %s/%s noted; it applies to OpenVINO, this module runs onnxruntime (f32)",
+                     new.device, new.precision)
         with self._lock:
             self._settings = new
         if not self._running:
@@ -189,6 +194,7 @@ class Runtime:
             "source": getattr(self.source, "name", "?"),
             "backend": model.backend.name,
             "device": model.backend.device,
+            "precision": model.backend.precision,
             "backend_note": model.note,
             "model": {"path": str(model.path), **model.card.summary()},
             "threshold": self.threshold,
@@ -287,7 +293,8 @@ class Runtime:
 
     def swap_model(self, path: Path) -> dict[str, Any]:
         """Load, compile and check ``path``; swap it in between windows. ModelError keeps the old."""
-        new = load_model(path, backend=self.backend_preference, device=self._settings.device)
+        new = load_model(path, backend=self.backend_preference, device=self._settings.device,
+                         precision=self._settings.precision)
         self._hand_over(new)
         log.info("model %s (version %s, %s on %s) in use", new.path, new.version, new.backend.name,
                  new.backend.device)

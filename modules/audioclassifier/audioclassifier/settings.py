@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping
+from audioclassifier.errors import AuscultError
 
-__all__ = ["DEVICES", "ModelRef", "Settings", "SettingsError", "UploadSettings"]
+__all__ = ["DEVICES", "PRECISIONS", "ModelRef", "Settings", "SettingsError", "UploadSettings"]
 
 DEVICES = ("AUTO", "CPU", "GPU", "NPU")
+#: OpenVINO inference precision (audioclassifier.backends.PRECISIONS): f32 unless a user opts out.
+PRECISIONS = ("f32", "bf16", "f16", "device")
 
 
-class SettingsError(ValueError):
+class SettingsError(AuscultError, ValueError):
     """One refused setting: ``field`` names it (dotted for nested ones) and ``reason`` says why."""
 
     def __init__(self, field_name: str, reason: str) -> None:
@@ -54,6 +57,7 @@ class Settings:
     energy_gate_dbfs: float = -70.0
     telemetry_interval_seconds: float = 60.0
     device: str = "AUTO"
+    precision: str = "f32"
     upload: UploadSettings = field(default_factory=UploadSettings)
     model: ModelRef = field(default_factory=ModelRef)
     machine: str = "machine"
@@ -132,6 +136,12 @@ def _device(v: Any) -> str:
     return v.upper()
 
 
+def _precision(v: Any) -> str:
+    if not isinstance(v, str) or v.lower() not in PRECISIONS:
+        raise ValueError(f"must be one of {', '.join(PRECISIONS)}, got {v!r}")
+    return v.lower()
+
+
 def _machine(v: Any) -> str:
     if not isinstance(v, str) or not v.strip() or len(v) > 128:
         raise ValueError(f"must be a non-empty name of at most 128 characters, got {v!r}")
@@ -182,6 +192,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "energy_gate_dbfs": _number(-200.0, 0.0),
     "telemetry_interval_seconds": _number(1.0, 86400.0),
     "device": _device,
+    "precision": _precision,
     "upload": lambda v: v,
     "model": lambda v: v,
     "machine": _machine,

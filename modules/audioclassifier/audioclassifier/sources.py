@@ -24,13 +24,14 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from audioclassifier.audio_io import AUDIO_SUFFIXES, AudioFileError, audio_info, iter_blocks
+from audioclassifier.errors import AuscultError
 
 __all__ = ["AudioSource", "Chunk", "FileSource", "SourceError", "audio_files", "parse_speed"]
 
 log = logging.getLogger(__name__)
 
 
-class SourceError(Exception):
+class SourceError(AuscultError):
     """A source that cannot be used at all (no such file, an empty folder, nothing readable)."""
 
 

@@ -21,13 +21,14 @@ from audioclassifier.card import CardError, ModelCard, read_card
 
 from ..settings import ModelRef
 from .redact import redact
+from ..errors import AuscultError
 
 __all__ = ["OtaError", "fetch_model"]
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 
 
-class OtaError(RuntimeError):
+class OtaError(AuscultError):
     """A model update that was refused: ``stage`` is download, verify or card."""
 
     def __init__(self, stage: str, reason: str) -> None:

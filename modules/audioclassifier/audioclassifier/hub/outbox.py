@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from ..errors import AuscultError
 
 __all__ = ["DROP_ORDER", "Entry", "Outbox", "OutboxError", "OutboxStats"]
 
@@ -45,7 +46,7 @@ _SIZE = "LENGTH(CAST(body AS BLOB)) + LENGTH(CAST(properties AS BLOB))"
 """A row's size in bytes (LENGTH of TEXT counts characters)."""
 
 
-class OutboxError(RuntimeError):
+class OutboxError(AuscultError):
     """The outbox cannot take a message (too big for the quota, or the database failed)."""
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..events import message_properties
+from ..runtime import CalibrationError
 from ..settings import ModelRef, Settings
 from .client import HubClient, hub_configured, method_payload
 from .ota import OtaError, fetch_model
@@ -295,7 +296,7 @@ class HubSink:
         try:
             state = self._control.start_calibration(float(seconds), float(percentile),
                                                     on_done=self._on_calibration_done)
-        except RuntimeError as exc:  # CalibrationError: one is running already
+        except CalibrationError as exc:  # one is running already
             return 409, {"error": str(exc)}
         if self.client:
             self.client.report({"calibration": _redacted(state)})

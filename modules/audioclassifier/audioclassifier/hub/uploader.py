@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Protocol
 from .backoff import Backoff
 from .redact import redact
 from .spool import Clip, Spool, sanitize_blob_name
+from ..errors import AuscultError
 
 __all__ = ["BlobTarget", "FileUploadTarget", "Target", "UploadError", "Uploader", "target_from_environment"]
 
@@ -41,7 +42,7 @@ _BLOB_OPTIONS: dict[str, Any] = {"retry_total": 0, "connection_timeout": 10, "re
 """Fail fast inside azure-storage-blob: the uploader's own backoff does the waiting."""
 
 
-class UploadError(RuntimeError):
+class UploadError(AuscultError):
     """One failed upload attempt; the clip stays spooled for the next."""
 
 
