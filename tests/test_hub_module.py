@@ -167,6 +167,25 @@ def test_storage_down_clips_spool_and_upload_later(module, hub, azurite, recordi
     hub.wait_for(lambda h: h.reported.get("uploads", {}).get("uploaded") == n, 10)
 
 
+def test_fast_alerts_each_upload_their_own_clip(module, hub, azurite, recordings) -> None:
+    """At a 0.25 s hop with no cooldown, names that carried only the second collided once the earlier
+    clip had been uploaded and removed from the spool: later clips overwrote earlier blobs
+    (117 alerts, 31 blobs), and earlier alerts pointed at later audio."""
+    module.start(recordings["short"], recordings["model"], speed="4",
+                 extra=("--hop-seconds", "0.25", "--cooldown-seconds", "0"))
+    assert module.wait(90) == 0
+    n = module.alerts_emitted(1)
+    assert n >= 20, n
+    hub.wait_for(lambda h: len({a.body["seq"] for a in h.outputs("alerts")}) == n, 20)
+    clips = {a.body["seq"]: a.body["clip"] for a in hub.outputs("alerts")}
+    assert len(set(clips.values())) == n  # one name per alert
+    container = module.env["AUSCULT_BLOB_CONTAINER"]
+    assert wait_until(lambda: set(clips.values()) <= set(azurite.blobs(container)), 60), "clips were not uploaded"
+    assert len(azurite.blobs(container)) == n  # none overwrote another
+    for seq, name in clips.items():
+        assert name.endswith(f"-a{seq}.wav")  # the blob carries the alert's own number
+
+
 def test_sigkill_during_an_upload_then_restart_uploads_once(module, hub, azurite, recordings, tls) -> None:
     proxy = StallableProxy(azurite.port)
     module.env["AUSCULT_BLOB_CONNECTION_STRING"] = azurite.connection_string.replace(

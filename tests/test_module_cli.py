@@ -68,7 +68,8 @@ def test_replay_writes_alerts_telemetry_and_clips(story: dict, tmp_path: Path) -
         assert (end - start).total_seconds() == pytest.approx(2.0, abs=1e-3)
         assert a["audio_offset_seconds"] >= 20.0  # only the loud part: window start is in it
         clip = out / "clips" / a["clip"]
-        assert a["clip"].startswith(f"pump_7_north/{start:%Y-%m-%d}/{start:%H%M%S}-anomaly")
+        stamp = f"{start:%H%M%S}{start.microsecond // 1000:03d}"
+        assert a["clip"] == f"pump-7-north/{start:%Y-%m-%d}/{stamp}-anomaly-a{a['seq']}.wav"
         info = sf.info(clip)
         assert info.samplerate == SR and info.frames == 5 * SR  # window + 3 s context before it
     assert [a["seq"] for a in alerts] == list(range(1, len(alerts) + 1))
@@ -88,6 +89,25 @@ def test_replay_writes_alerts_telemetry_and_clips(story: dict, tmp_path: Path) -
     assert silent and all(w["score"] is None and w["level_dbfs"] < -70 for w in silent)
     assert sum(t["scored"] for t in telemetry) == sum(w["score"] is not None for w in windows)
 
+
+
+def test_every_alert_keeps_its_own_clip_at_a_fast_hop(story: dict, tmp_path: Path) -> None:
+    """At a 0.25 s hop with no cooldown, alerts come four a second: names used to collide within a
+    second and later clips overwrote earlier ones (117 alerts, 31 files)."""
+    out = tmp_path / "out"
+    r = module("--source", str(story["wav"]), "--model", str(story["model"]), "--speed", "max",
+               "--local-out", str(out), "--backend", "onnxruntime", "--hop-seconds", "0.25",
+               "--cooldown-seconds", "0", "--consecutive", "1", "--machine", "pump-")
+    assert r.returncode == 0, r.stderr
+    alerts = jsonl(out / "alerts.jsonl")
+    assert len(alerts) >= 20, len(alerts)
+    names = [a["clip"] for a in alerts]
+    assert len(set(names)) == len(alerts)
+    files = {p.relative_to(out / "clips").as_posix() for p in (out / "clips").rglob("*.wav")}
+    assert files == set(names)  # each alert names its own file, and no file is missing
+    for a in alerts[:5]:  # and each file holds the audio of its own window
+        y, _ = sf.read(out / "clips" / a["clip"], dtype="float32")
+        assert y.shape[0] == 5 * SR
 
 def test_sequence_numbers_continue_across_restarts(story: dict, tmp_path: Path) -> None:
     out = tmp_path / "out"

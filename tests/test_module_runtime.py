@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import replace
@@ -57,7 +58,10 @@ class Running:
         self.thread.start()
 
     def _run(self) -> None:
-        self.status = self.rt.run()
+        try:
+            self.status = self.rt.run()
+        finally:
+            self.sink.close()
 
     def join(self) -> int:
         self.thread.join(timeout=120)
@@ -138,7 +142,7 @@ def test_capture_clip_records_the_next_seconds(tmp_path: Path) -> None:
         rt.capture_clip(0, "x")
     wait_for(lambda: rt.audio_seconds >= 6.0)
     path = rt.capture_clip(1.5, "bearing noise?")
-    assert path.parent.parent.name == "line_4" and path.name.endswith("-bearing_noise.wav")
+    assert path.parent.parent.name == "line-4" and re.fullmatch(r"\d{9}-bearing-noise-c\d+\.wav", path.name)
     assert path.is_relative_to(run.sink.clip_dir)
     clip, sr = sf.read(path, dtype="float32")
     assert sr == SR and clip.size == int(1.5 * SR)

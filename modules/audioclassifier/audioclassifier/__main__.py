@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.calibrate_seconds:
         runtime.start_calibration(float(args.calibrate_seconds), float(args.calibrate_percentile))
+    start = getattr(sink, "start", None)
+    if start is not None:  # the hub side serves the twin and the methods from here on
+        start(runtime)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("%s: finishing", signal.Signals(signum).name)
@@ -127,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return runtime.run()
+    try:
+        return runtime.run()
+    finally:
+        sink.close()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from audioclassifier import __version__
 from audioclassifier.analysis import Window, Windower, hop_frames_for, level_dbfs
 from audioclassifier.backends import LoadedModel, load_model
 from audioclassifier.calibration import gamma_threshold
-from audioclassifier.clips import write_clip
+from audioclassifier.clips import clip_name, write_clip
 from audioclassifier.detector import Detector
 from audioclassifier.events import Alert, Telemetry
 from audioclassifier.procinfo import peak_rss_mb, seconds_since_start
@@ -316,9 +316,9 @@ class Runtime:
         self.source.close()
 
     def run(self) -> int:
-        """Process the source until it ends or :meth:`stop`; returns an exit status."""
+        """Process the source until it ends or :meth:`stop`; returns an exit status. The sink
+        belongs to whoever made it (the composition root closes it after this returns)."""
         self._running = True
-        self.sink.start(self)
         s = self.model.summary()
         log.info("model %s: %s, version %s, window %.2f s, threshold %.4g; %s on %s%s", s["path"],
                  self.model.card.kind, self.model.version, self.model.card.window_seconds, self.threshold,
@@ -351,7 +351,6 @@ class Runtime:
             if cal is not None:
                 self._end_calibration(None, f"the source ended after {cal.audio:.1f} of {cal.seconds:g} s")
             self._flush_telemetry()
-            self.sink.close()
             if self._window_log is not None:
                 self._window_log.close()
         log.info("done: %d windows, %d scored, %d alerts, %.1f s of audio; peak RSS %.1f MB",
@@ -470,10 +469,11 @@ class Runtime:
     def _alert(self, w: Window, score: float, label: str) -> None:
         s = self._settings
         self.counters["alerts"] += 1
+        seq = self._seq.next("alerts")
         clip = None
         try:
             audio = self.windower.clip(w)
-            clip = write_clip(self.sink.clip_dir, s.machine, w.start_time, label, audio,
+            clip = write_clip(self.sink.clip_dir, clip_name(s.machine, w.start_time, label, seq=seq), audio,
                               sample_rate=self.windower.sample_rate)
             self.counters["clips"] += 1
         except (OSError, ValueError, RuntimeError) as exc:
@@ -482,7 +482,7 @@ class Runtime:
             log.error("%s", self.last_error)
         alert = Alert(machine=s.machine, label=label, score=score, threshold=self.detector.threshold,
                       window_start=w.start_time, window_end=w.end_time, audio_offset_seconds=w.start_offset,
-                      model=self.model.version, seq=self._seq.next("alerts"), clip=clip)
+                      model=self.model.version, seq=seq, clip=clip)
         self.sink.emit("alerts", alert.to_message())
 
     def _set_state(self, state: str, why: str = "") -> None:
@@ -619,7 +619,9 @@ class Runtime:
 
     def _write_capture(self, cap: _Capture) -> None:
         try:
-            name = write_clip(self.sink.clip_dir, self._settings.machine, cap.start_time or time.time(), cap.label,
+            name = write_clip(self.sink.clip_dir,
+                              clip_name(self._settings.machine, cap.start_time or time.time(), cap.label,
+                                        seq=self._seq.next("captures"), kind="capture"),
                               np.concatenate(cap.parts), sample_rate=self.windower.sample_rate)
             cap.path = self.sink.clip_dir / name
             self.counters["captures"] += 1

@@ -1,23 +1,24 @@
-"""Module settings: the twin's desired properties, validated; a bad value is refused with a reason.
+"""Module settings: the twin's desired properties, checked against one table (:data:`constraints.SETTINGS`).
 
 Every setting is optional in the twin; :class:`Settings` holds the values in force. A desired
 patch is applied with :meth:`Settings.apply_patch`, which returns new settings (the old object is
 untouched) and the per-field errors for the values it refused, so the caller can report them and
 keep the old values. ``threshold`` None means "use the model card's threshold".
+
+A twin ``null`` removes a property: the setting returns to the value the module *started* with
+(command line, environment, deployment), passed as ``start``, not to the code's default: a device
+started with ``AUSCULT_HOP_SECONDS=0.5`` keeps 0.5 when the twin drops ``hop_seconds``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
+
+from audioclassifier.constraints import DEVICES, PRECISIONS, SETTINGS, ConstraintError
 from audioclassifier.errors import AuscultError
 
 __all__ = ["DEVICES", "PRECISIONS", "ModelRef", "Settings", "SettingsError", "UploadSettings"]
-
-DEVICES = ("AUTO", "CPU", "GPU", "NPU")
-#: OpenVINO inference precision (audioclassifier.backends.PRECISIONS): f32 unless a user opts out.
-PRECISIONS = ("f32", "bf16", "f16", "device")
 
 
 class SettingsError(AuscultError, ValueError):
@@ -29,12 +30,16 @@ class SettingsError(AuscultError, ValueError):
         super().__init__(f"{field_name}: {reason}")
 
 
+def _default(name: str) -> Any:
+    return SETTINGS[name].default
+
+
 @dataclass(frozen=True)
 class UploadSettings:
     """Clip uploads: on or off, and a rate limit so a flapping machine cannot flood storage."""
 
-    enabled: bool = True
-    max_per_hour: int = 60
+    enabled: bool = _default("upload.enabled")
+    max_per_hour: int = _default("upload.max_per_hour")
 
 
 @dataclass(frozen=True)
@@ -48,19 +53,19 @@ class ModelRef:
 
 @dataclass(frozen=True)
 class Settings:
-    """The values in force (DESIGN.md, module twin)."""
+    """The values in force; defaults and limits come from :data:`constraints.SETTINGS`."""
 
-    threshold: float | None = None
-    hop_seconds: float = 1.0
-    consecutive: int = 2
-    cooldown_seconds: float = 30.0
-    energy_gate_dbfs: float = -70.0
-    telemetry_interval_seconds: float = 60.0
-    device: str = "AUTO"
-    precision: str = "f32"
+    threshold: float | None = _default("threshold")
+    hop_seconds: float = _default("hop_seconds")
+    consecutive: int = _default("consecutive")
+    cooldown_seconds: float = _default("cooldown_seconds")
+    energy_gate_dbfs: float = _default("energy_gate_dbfs")
+    telemetry_interval_seconds: float = _default("telemetry_interval_seconds")
+    device: str = _default("device")
+    precision: str = _default("precision")
     upload: UploadSettings = field(default_factory=UploadSettings)
     model: ModelRef = field(default_factory=ModelRef)
-    machine: str = "machine"
+    machine: str = _default("machine")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as reported in the twin."""
@@ -74,126 +79,62 @@ class Settings:
             raise errors[0]
         return new
 
-    def apply_patch(self, patch: Mapping[str, Any]) -> tuple["Settings", list[SettingsError]]:
+    def apply_patch(self, patch: Mapping[str, Any], *, start: "Settings | None" = None,
+                    ) -> tuple["Settings", list[SettingsError]]:
         """Apply a desired-properties patch; refuse bad fields one by one, keeping their old value.
 
-        Keys starting with ``$`` (``$version``) are twin metadata and ignored, as are unknown keys
-        (reported as errors so an operator sees a typo). ``None`` resets a field to its default.
+        Keys starting with ``$`` (``$version``) are twin metadata and ignored; unknown keys are
+        reported as errors so an operator sees a typo. ``None`` returns a field to its value in
+        ``start`` (the settings the module started with; the code's defaults if not given).
         """
         if not isinstance(patch, Mapping):
             return self, [SettingsError("$", f"desired properties must be an object, got {type(patch).__name__}")]
+        start = start or Settings()
         changes: dict[str, Any] = {}
         errors: list[SettingsError] = []
-        defaults = Settings()
         for key, value in patch.items():
-            if key.startswith("$"):
-                continue
-            check = _CHECKS.get(key)
-            if check is None:
-                errors.append(SettingsError(key, "unknown setting"))
+            if not isinstance(key, str) or key.startswith("$"):
                 continue
             try:
-                if value is None:
-                    changes[key] = getattr(defaults, key)
+                if value is None and key in _FIELDS:
+                    changes[key] = getattr(start, key)
                 elif key == "upload":
-                    changes[key] = _upload(value, self.upload)
+                    changes[key] = _upload(value, self.upload, start.upload)
                 elif key == "model":
                     changes[key] = _model(value)
+                elif key in SETTINGS:
+                    changes[key] = SETTINGS[key].check(value)
                 else:
-                    changes[key] = check(value)
+                    raise SettingsError(key[:64], "unknown setting")
+            except ConstraintError as exc:
+                errors.append(SettingsError(exc.name, exc.reason))
             except SettingsError as exc:
-                errors.append(exc if exc.field.startswith(key) else SettingsError(f"{key}.{exc.field}", exc.reason))
-            except (TypeError, ValueError) as exc:
-                errors.append(SettingsError(key, str(exc)))
+                errors.append(exc)
         return replace(self, **changes), errors
 
 
-def _number(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[Any], float]:
-    def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"must be a finite number, got {v!r}")
-        if (v <= lo if lo_open else v < lo) or v > hi:
-            raise ValueError(f"must be in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
-        return float(v)
-
-    return check
+_FIELDS = {f for f in Settings.__dataclass_fields__}
 
 
-def _integer(lo: int, hi: int) -> Callable[[Any], int]:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
-            raise ValueError(f"must be an integer, got {v!r}")
-        if not lo <= v <= hi:
-            raise ValueError(f"must be in [{lo}, {hi}], got {v!r}")
-        return int(v)
-
-    return check
-
-
-def _device(v: Any) -> str:
-    if not isinstance(v, str) or v.upper() not in DEVICES:
-        raise ValueError(f"must be one of {', '.join(DEVICES)}, got {v!r}")
-    return v.upper()
-
-
-def _precision(v: Any) -> str:
-    if not isinstance(v, str) or v.lower() not in PRECISIONS:
-        raise ValueError(f"must be one of {', '.join(PRECISIONS)}, got {v!r}")
-    return v.lower()
-
-
-def _machine(v: Any) -> str:
-    if not isinstance(v, str) or not v.strip() or len(v) > 128:
-        raise ValueError(f"must be a non-empty name of at most 128 characters, got {v!r}")
-    return v.strip()
-
-
-def _upload(v: Any, current: UploadSettings) -> UploadSettings:
+def _upload(v: Any, current: UploadSettings, start: UploadSettings) -> UploadSettings:
     if not isinstance(v, Mapping):
-        raise SettingsError("upload", f"must be an object, got {v!r}")
+        raise SettingsError("upload", f"must be an object with enabled, max_per_hour, got {type(v).__name__}")
     out = current
     for k, x in v.items():
-        if k.startswith("$"):
+        if not isinstance(k, str) or k.startswith("$"):
             continue
-        if k == "enabled":
-            if not isinstance(x, bool):
-                raise SettingsError("upload.enabled", f"must be true or false, got {x!r}")
-            out = replace(out, enabled=x)
-        elif k == "max_per_hour":
-            try:
-                out = replace(out, max_per_hour=_integer(0, 3600)(x))
-            except ValueError as exc:
-                raise SettingsError("upload.max_per_hour", str(exc)) from None
-        else:
-            raise SettingsError(f"upload.{k}", "unknown setting")
+        name = f"upload.{k}"
+        if name not in SETTINGS:
+            raise SettingsError(name[:64], "unknown setting")
+        out = replace(out, **{k: getattr(start, k) if x is None else SETTINGS[name].check(x)})
     return out
 
 
 def _model(v: Any) -> ModelRef:
     if not isinstance(v, Mapping):
-        raise SettingsError("model", f"must be an object with url, sha256, version, got {v!r}")
-    url, sha, version = v.get("url", ""), v.get("sha256", ""), v.get("version", "")
-    if url == sha == version == "":
+        raise SettingsError("model", f"must be an object with url, sha256, version, got {type(v).__name__}")
+    parts = {k: v.get(k, "") for k in ("url", "sha256", "version")}
+    if all(x in ("", None) for x in parts.values()):
         return ModelRef()  # no over-the-air model: the one in the image (or --model) stays
-    if not isinstance(url, str) or not url.startswith(("https://", "file://")):
-        raise SettingsError("model.url", f"must be an https:// or file:// URL, got {url!r}")
-    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha):
-        raise SettingsError("model.sha256", "must be 64 hexadecimal characters")
-    if not isinstance(version, str) or not version:
-        raise SettingsError("model.version", f"must be a non-empty string, got {version!r}")
-    return ModelRef(url=url, sha256=sha.lower(), version=version)
-
-
-_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "threshold": _number(-1e9, 1e9),
-    "hop_seconds": _number(0.05, 60.0),
-    "consecutive": _integer(1, 100),
-    "cooldown_seconds": _number(0.0, 86400.0),
-    "energy_gate_dbfs": _number(-200.0, 0.0),
-    "telemetry_interval_seconds": _number(1.0, 86400.0),
-    "device": _device,
-    "precision": _precision,
-    "upload": lambda v: v,
-    "model": lambda v: v,
-    "machine": _machine,
-}
+    checked = {k: SETTINGS[f"model.{k}"].check(x if x is not None else "") for k, x in parts.items()}
+    return ModelRef(url=checked["url"], sha256=checked["sha256"].lower(), version=checked["version"])

@@ -15,10 +15,7 @@ import queue
 import sys
 import threading
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from audioclassifier.control import RuntimeControl
+from typing import IO, Any, Protocol
 
 __all__ = ["OUTPUTS", "LocalSink", "Sink", "alert_line"]
 
@@ -33,10 +30,6 @@ class Sink(Protocol):
     @property
     def clip_dir(self) -> Path:
         """Where the runtime writes clip WAVs."""
-        ...
-
-    def start(self, control: "RuntimeControl") -> None:
-        """Called once the runtime is up; a hub sink serves the twin and methods from here."""
         ...
 
     def emit(self, output: str, message: dict) -> None:
@@ -72,13 +65,11 @@ class LocalSink:
         self.emitted = {o: 0 for o in OUTPUTS}
         self.errors = 0
         self._closed = False
+        log.info("local mode: alerts and telemetry in %s, clips in %s", self.out_dir, self._clip_dir)
 
     @property
     def clip_dir(self) -> Path:
         return self._clip_dir
-
-    def start(self, control: "RuntimeControl") -> None:
-        log.info("local mode: alerts and telemetry in %s, clips in %s", self.out_dir, self._clip_dir)
 
     def emit(self, output: str, message: dict) -> None:
         if output not in OUTPUTS:

@@ -106,14 +106,19 @@ class Outbox:
     # -- writing ---------------------------------------------------------------------------------
 
     def put(self, output: str, message: Mapping[str, Any], properties: Mapping[str, str] | None = None) -> Entry:
-        """Commit ``message`` for ``output``; its ``seq`` is replaced by the outbox's durable one.
+        """Commit ``message`` for ``output``. Its ``seq`` is kept when it is a whole number > 0 (the
+        runtime numbers its messages, and an alert's clip name carries the same number); a message
+        without one gets the next number of the outbox's own durable per-output counter.
 
         Returns the stored entry. Raises :class:`OutboxError` for a message larger than the quota.
         """
         props = {str(k): str(v) for k, v in (properties or {}).items()}
         props_text = json.dumps(props, sort_keys=True)
+        given = message.get("seq")
         with self._lock, self._tx():
-            seq = self._get(f"seq.{output}") + 1
+            last = self._get(f"seq.{output}")
+            numbered = isinstance(given, int) and not isinstance(given, bool) and given > 0
+            seq = int(given) if numbered else last + 1  # type: ignore[arg-type]
             body = json.dumps({**message, "seq": seq}, ensure_ascii=False, allow_nan=False)
             size = len(body.encode()) + len(props_text.encode())
             if size > self.quota_bytes // 2:
@@ -122,7 +127,7 @@ class Outbox:
             cur = self._db.execute(
                 "INSERT INTO messages (output, seq, body, properties, created) VALUES (?, ?, ?, ?, ?)",
                 (output, seq, body, props_text, now))
-            self._set(f"seq.{output}", seq)
+            self._set(f"seq.{output}", max(seq, last))
             self._set("bytes", self._get("bytes") + size)
             self._enforce_quota()
             return Entry(int(cur.lastrowid), output, seq, body, props, now, 0)

@@ -2,8 +2,8 @@
 
 Clips arrive complete (written to a hidden temporary file, fsynced, atomically renamed, as
 :func:`audioclassifier.audio_io.write_wav` does), so every visible ``*.wav`` is whole. A clip's
-name is its path relative to the spool (``machine/YYYY-MM-DD/HHMMSS-label.wav``), which is also
-its blob name. A disk quota bounds the folder: the oldest clips go first, and each drop is
+name is its path relative to the spool, which is also
+its blob name (:func:`audioclassifier.clips.clip_name`). A disk quota bounds the folder: the oldest clips go first, and each drop is
 counted and logged.
 """
 
@@ -11,35 +11,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from audioclassifier.clips import blob_name
 from audioclassifier.durable import atomic_file, fsync_dir
 
-__all__ = ["Clip", "Spool", "sanitize_blob_name"]
+__all__ = ["Clip", "Spool"]
 
 log = logging.getLogger(__name__)
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def sanitize_blob_name(name: str) -> str:
-    """A safe blob name: each ``/`` part reduced to ``[A-Za-z0-9._-]``, no empty/dot parts.
-
-    Clean names (what the runtime writes) come back unchanged, so the alert's ``clip`` field and
-    the blob's name agree.
-    """
-    parts = []
-    for part in name.replace("\\", "/").split("/"):
-        part = _UNSAFE.sub("-", part).strip("-.")
-        if part:
-            parts.append(part[:128])
-    if not parts:
-        raise ValueError(f"no usable blob name in {name!r}")
-    return "/".join(parts)
-
 
 @dataclass(frozen=True)
 class Clip:
@@ -81,7 +62,7 @@ class Spool:
 
     def put(self, name: str, data: bytes) -> Clip:
         """Spool ``data`` as ``name``: temporary file, fsync, atomic rename, fsync of the folder."""
-        dest = self.root / sanitize_blob_name(name)
+        dest = self.root / blob_name(name)
         with atomic_file(dest) as fh:
             fh.write(data)
         st = dest.stat()

@@ -30,7 +30,8 @@ from typing import Any, Callable, Mapping, Protocol
 
 from .backoff import Backoff
 from .redact import redact
-from .spool import Clip, Spool, sanitize_blob_name
+from .. import clips
+from .spool import Clip, Spool
 from ..errors import AuscultError
 
 __all__ = ["BlobTarget", "FileUploadTarget", "Target", "UploadError", "Uploader", "target_from_environment"]
@@ -230,7 +231,7 @@ class Uploader:
 
     def _upload(self, clip: Clip) -> bool:
         assert self.target is not None
-        name = sanitize_blob_name(clip.name)
+        name = clips.blob_name(clip.name)
         try:
             where = self.target.upload(clip.path, name)
         except FileNotFoundError:

@@ -1,0 +1,258 @@
+"""One declarative table of what every setting, option and method argument accepts.
+
+The scikit-learn ``_parameter_constraints`` idea: each value the module takes from outside (the
+command line, the environment, the module twin, a direct method's payload) is described once, by
+a :class:`Param`, and every consumer is rendered from it:
+
+* :meth:`Param.check` takes a JSON value (twin, method payload) and returns it typed, or raises
+  :class:`ConstraintError` with the reason: wrong types, ``NaN``, infinities, ``1e400``, booleans
+  passed as numbers and over-long strings are refused per field, never with a traceback;
+* :meth:`Param.parse` takes text (command line, environment) and applies the same check, as an
+  ``argparse`` ``type=`` (it raises ``argparse.ArgumentTypeError``);
+* :meth:`Param.accepted` says in words what is accepted, for ``--help``, error messages and the
+  twin table of docs/reference.md (a test renders the table and compares).
+
+The tables: :data:`SETTINGS` (the twin's desired properties, live), :data:`METHODS` (direct-method
+arguments) and :data:`OPTIONS` (start-up options that are not twin settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from audioclassifier.errors import AuscultError
+
+__all__ = ["METHODS", "OPTIONS", "SETTINGS", "ConstraintError", "Param", "check_arguments"]
+
+
+class ConstraintError(AuscultError, ValueError):
+    """A refused value: ``name`` is the field (dotted when nested), ``reason`` says why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{name}: {reason}")
+
+
+_MAX_TEXT = 4096  # no accepted string is longer; longer input is refused before any other check
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a refused value, bounded (a 1 MB twin value must not come back in a report)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Param:
+    """What one named value accepts.
+
+    ``kind`` is ``float``, ``int``, ``bool`` or ``str``. Numbers may be bounded by ``lo``/``hi``
+    (closed unless ``lo_open``/``hi_open``); strings by ``choices`` (matched case-insensitively and
+    returned in the table's spelling), a regular expression ``pattern`` (full match) and
+    ``max_length``. ``nullable`` admits ``None`` (``threshold``: the model card's).
+    """
+
+    name: str
+    kind: type
+    default: Any
+    doc: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    max_length: int = 256
+    nullable: bool = False
+    strip: bool = False  # surrounding white space is dropped before the checks
+    secret: bool = False  # never echoed back in reports or logs
+
+    # -- checking ------------------------------------------------------------------------------
+
+    def check(self, value: Any) -> Any:
+        """``value`` (a JSON value) typed and checked; raises :class:`ConstraintError`."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ConstraintError(self.name, "must not be null")
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ConstraintError(self.name, f"must be true or false, got {_short(value)}")
+            return value
+        if self.kind in (int, float):
+            return self._number(value)
+        if not isinstance(value, str):
+            want = f"one of {', '.join(self.choices)}" if self.choices else "a string"
+            raise ConstraintError(self.name, f"must be {want}, got {_short(value)}")
+        return self._text(value.strip() if self.strip else value)
+
+    def _number(self, value: Any) -> float | int:
+        want = "an integer" if self.kind is int else "a finite number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConstraintError(self.name, f"must be {want}, got {_short(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConstraintError(self.name, f"must be {want}, got {_short(value)}")
+        if self.kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ConstraintError(self.name, f"must be an integer, got {_short(value)}")
+            value = int(value)
+        if not self._in_range(value):
+            raise ConstraintError(self.name, f"must be in {self._interval()}, got {_short(value)}")
+        return value if self.kind is int else float(value)
+
+    def _interval(self) -> str:
+        lo = "-inf" if self.lo is None else _num(self.lo)
+        hi = "inf" if self.hi is None else _num(self.hi)
+        return f"{'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}{')' if self.hi_open or self.hi is None else ']'}"
+
+    def _in_range(self, v: float) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def _text(self, value: str) -> str:
+        if not value:
+            raise ConstraintError(self.name, "must be non-empty")
+        if len(value) > min(self.max_length, _MAX_TEXT):
+            raise ConstraintError(self.name, f"must be at most {self.max_length} characters, got {len(value)}")
+        if self.choices is not None:
+            for c in self.choices:
+                if value.strip().lower() == c.lower():
+                    return c
+            raise ConstraintError(self.name, f"must be one of {', '.join(self.choices)}, got {_short(value)}")
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            raise ConstraintError(self.name, f"must be {self.accepted()}, got {_short(value)}")
+        return value
+
+    def parse(self, text: str) -> Any:
+        """Text (command line, environment) → the checked value; an ``argparse`` ``type=``."""
+        try:
+            return self.check(self._from_text(text))
+        except ConstraintError as exc:
+            raise argparse.ArgumentTypeError(exc.reason) from None
+
+    def _from_text(self, text: str) -> Any:
+        t = text.strip()
+        if self.kind is bool:
+            low = t.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise ConstraintError(self.name, f"must be true or false, got {_short(text)}")
+        if self.kind in (int, float):
+            if self.nullable and t == "":
+                return None
+            try:
+                return int(t) if self.kind is int else float(t)
+            except ValueError:
+                kind = "an integer" if self.kind is int else "a number"
+                raise ConstraintError(self.name, f"must be {kind}, got {_short(text)}") from None
+        return text
+
+    # -- describing ----------------------------------------------------------------------------
+
+    def accepted(self) -> str:
+        """What is accepted, in words ("0.05 to 60", "whole number 1 to 100", "`AUTO`, `CPU`")."""
+        if self.kind is bool:
+            return "`true` or `false`"
+        if self.choices is not None:
+            return ", ".join(f"`{c}`" for c in self.choices)
+        if self.kind in (int, float):
+            whole = "whole number " if self.kind is int else ""
+            if self.lo is None and self.hi is None:
+                return "a finite number" if self.kind is float else "a whole number"
+            if self.lo is not None and self.hi is not None:
+                if not self.lo_open and not self.hi_open:
+                    return f"{whole}{_num(self.lo)} to {_num(self.hi)}"
+                return (f"{whole}in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}"
+                        f"{')' if self.hi_open else ']'}")
+            if self.lo is not None:
+                return f"{whole}{'>' if self.lo_open else '>='} {_num(self.lo)}"
+            return f"{whole}{'<' if self.hi_open else '<='} {_num(self.hi)}"
+        if self.pattern is not None:
+            return f"text matching `{self.pattern}`"
+        return f"1 to {self.max_length} characters"
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def check_arguments(method: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A direct method's arguments checked against :data:`METHODS`: unknown names refused,
+    missing ones given their defaults. Raises :class:`ConstraintError` for the first bad one."""
+    table = METHODS[method]
+    unknown = sorted(set(payload) - set(table))
+    if unknown:
+        raise ConstraintError(unknown[0], f"unknown argument; {method} takes {', '.join(table) or 'none'}")
+    return {name: p.check(payload[name]) if name in payload else p.default for name, p in table.items()}
+
+
+DEVICES = ("AUTO", "CPU", "GPU", "NPU")
+PRECISIONS = ("f32", "bf16", "f16", "device")
+_LABEL = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+_SHA256 = r"[0-9a-fA-F]{64}"
+
+#: The module twin's desired properties (live settings). Nested ones are dotted.
+SETTINGS: dict[str, Param] = {p.name: p for p in (
+    Param("threshold", float, None, "anomaly score over which a window counts; the model card's "
+          "calibrated threshold when unset", lo=-1e9, hi=1e9, nullable=True),
+    Param("hop_seconds", float, 1.0, "seconds between the starts of consecutive scored windows", lo=0.05, hi=60.0),
+    Param("consecutive", int, 2, "windows in a row over the threshold before an alert", lo=1, hi=100),
+    Param("cooldown_seconds", float, 30.0, "quiet time after an alert before the next one for the machine",
+          lo=0.0, hi=86400.0),
+    Param("energy_gate_dbfs", float, -70.0, "windows quieter than this are not scored (state `silent`)",
+          lo=-200.0, hi=0.0),
+    Param("telemetry_interval_seconds", float, 60.0, "seconds between telemetry summaries", lo=1.0, hi=86400.0),
+    Param("device", str, "AUTO", "OpenVINO device; AUTO picks the best available", choices=DEVICES),
+    Param("precision", str, "f32", "OpenVINO inference precision. f32 gives the scores the model card's "
+          "threshold was fitted with, on every CPU; lower precision (or `device`: bf16 on Intel CPUs with "
+          "AMX, f16 on GPUs) is faster and moves scores by up to about 0.05. Reported as `precision` (what "
+          "the compiled model runs at)", choices=PRECISIONS),
+    Param("upload.enabled", bool, True, "upload alert clips (off: clips stay in the spool, alerts still go out)"),
+    Param("upload.max_per_hour", int, 60, "clip uploads per hour at most (a flapping machine cannot flood "
+          "storage; the rest stay in the spool)", lo=0, hi=3600),
+    Param("model.url", str, "", "a new model to download (over-the-air update)",
+          pattern=r"(https|file)://\S+", max_length=2048, secret=True),
+    Param("model.sha256", str, "", "its SHA-256; the model is used only if it matches", pattern=_SHA256),
+    Param("model.version", str, "", "the version to report; the old model stays on any failure", max_length=128),
+    Param("machine", str, "machine", "the machine's name in messages (the deployment sets it from "
+          "`AUSCULT_MACHINE_NAME`)", max_length=128, strip=True),
+)}
+
+#: Direct-method arguments, per method (methods with no arguments have an empty table).
+METHODS: dict[str, dict[str, Param]] = {
+    "getStatus": {},
+    "reloadModel": {},
+    "selfTest": {},
+    "captureClip": {p.name: p for p in (
+        Param("seconds", float, 10.0, "seconds of audio to record", lo=0.0, hi=600.0, lo_open=True),
+        Param("label", str, "field", "the clip's label (in its name)", pattern=_LABEL),
+    )},
+    "calibrate": {p.name: p for p in (
+        Param("seconds", float, 300.0, "seconds of the machine's healthy sound to fit the threshold to",
+              lo=1.0, hi=3600.0),
+        Param("percentile", float, 99.5, "percentile of the gamma fit that becomes the threshold",
+              lo=50.0, hi=100.0, lo_open=True, hi_open=True),
+    )},
+}
+
+#: Start-up options that are not twin settings (command line and environment only).
+OPTIONS: dict[str, Param] = {p.name: p for p in (
+    Param("calibrate_seconds", float, 0.0, "site calibration at start: seconds of audio (0 = off)",
+          lo=0.0, hi=3600.0),
+    Param("calibrate_percentile", float, 99.5, "percentile of the calibration's gamma fit",
+          lo=50.0, hi=100.0, lo_open=True, hi_open=True),
+    Param("spool_quota_mb", float, 500.0, "megabytes of clips the spool keeps (oldest go first)",
+          lo=0.0, lo_open=True, hi=1e7),
+    Param("outbox_quota_mb", float, 20.0, "megabytes of queued messages the outbox keeps (oldest telemetry "
+          "goes first)", lo=0.0, lo_open=True, hi=1e6),
+    Param("hub_reconnect_seconds", float, 10.0, "first wait before reconnecting to edgeHub (it doubles "
+          "during an outage)", lo=1.0, hi=3600.0),
+)}
