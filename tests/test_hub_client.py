@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from harness.procs import wait_until
 
-from audioclassifier.hub.client import HubClient, hub_configured
+from audioclassifier.config import hub_configured
+from audioclassifier.hub.client import HubClient
 from audioclassifier.hub.outbox import Outbox
 
 
@@ -43,7 +44,8 @@ def make_client(edge_env, monkeypatch, tmp_path):
     def make() -> tuple[HubClient, Outbox, Recorder]:
         box = Outbox(tmp_path / f"outbox{len(made)}.sqlite3")
         rec = Recorder()
-        client = HubClient.from_environment(box, on_desired=rec.on_desired, on_method=rec.on_method)
+        client = HubClient.from_edge_environment(box, on_desired=rec.on_desired, on_method=rec.on_method,
+                                                  reconnect_seconds=1)
         made.append(client)
         return client, box, rec
 

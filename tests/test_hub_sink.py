@@ -19,7 +19,8 @@ from harness.procs import wait_until
 
 from audioclassifier.audio_io import write_wav
 from audioclassifier.card import read_card
-from audioclassifier.hub import HubSink
+from audioclassifier.config import hub_config
+from audioclassifier.hub import HubApp
 from audioclassifier.hub.redact import find_secrets
 from audioclassifier.settings import Settings
 
@@ -68,12 +69,12 @@ def sink_env(edge_env, azurite, tls, monkeypatch):
 @pytest.fixture()
 def running(sink_env, hub, caplog):
     caplog.set_level(logging.DEBUG)
-    sink = HubSink()
-    control = Control(sink.clip_dir)
-    sink.start(control)
-    assert sink.client.wait_ready(15)
-    yield sink, control
-    sink.close()
+    app = HubApp(hub_config(sink_env))
+    control = Control(app.clip_dir)
+    app.start(control)
+    assert app.client.wait_ready(15)
+    yield app, control
+    app.close()
     # Secrets never leave: not in any log record, message or reported property.
     everything = caplog.text + json.dumps(hub.reported) + "".join(m.raw.decode() + m.topic for m in hub.messages)
     assert find_secrets(everything) == []
@@ -120,9 +121,9 @@ def test_alerts_go_out_with_their_clip(running, hub, azurite) -> None:
     sink, control = running
     path = control.capture_clip(0.5, "imbalance")
     clip = path.relative_to(sink.clip_dir).as_posix()
-    sink.emit("alerts", {"type": "anomaly", "machine": "pump-1", "label": "imbalance", "score": 0.97,
-                         "threshold": 0.5, "clip": clip, "model": "1", "seq": 1})
-    sink.emit("telemetry", {"type": "telemetry", "machine": "pump-1", "windows": 12, "seq": 1})
+    sink.sink.emit("alerts", {"type": "anomaly", "machine": "pump-1", "label": "imbalance", "score": 0.97,
+                              "threshold": 0.5, "clip": clip, "model": "1", "seq": 1})
+    sink.sink.emit("telemetry", {"type": "telemetry", "machine": "pump-1", "windows": 12, "seq": 1})
     hub.wait_for(lambda h: h.outputs("alerts") and h.outputs("telemetry"), 10)
     msg = hub.outputs("alerts")[0]
     assert msg.properties["alert"] == "true" and msg.properties["label"] == "imbalance"
@@ -151,12 +152,11 @@ def test_model_update_over_the_air(running, hub, tmp_path: Path) -> None:
 
 
 def test_quota_drops_are_counted_and_reported(sink_env, hub, monkeypatch) -> None:
-    monkeypatch.setenv("AUSCULT_OUTBOX_QUOTA_MB", "0.01")  # ~10 kB
-    hub_down = HubSink()
+    hub_down = HubApp(hub_config({**sink_env, "AUSCULT_OUTBOX_QUOTA_MB": "0.01"}))  # ~10 kB
     try:
         for i in range(60):
-            hub_down.emit("telemetry", {"type": "telemetry", "i": i, "pad": "x" * 200, "seq": 0})
-        hub_down.emit("alerts", {"type": "anomaly", "label": "bearing", "score": 1.0, "seq": 0})
+            hub_down.sink.emit("telemetry", {"type": "telemetry", "i": i, "pad": "x" * 200, "seq": 0})
+        hub_down.sink.emit("alerts", {"type": "anomaly", "label": "bearing", "score": 1.0, "seq": 0})
         st = hub_down.outbox.stats()
         assert st.dropped["telemetry"] > 0 and st.pending["alerts"] == 1
         control = Control(hub_down.clip_dir)

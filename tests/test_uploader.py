@@ -17,7 +17,14 @@ from audioclassifier.audio_io import write_wav
 from audioclassifier.hub.backoff import Backoff
 from audioclassifier.hub.redact import find_secrets
 from audioclassifier.hub.spool import Spool
-from audioclassifier.hub.uploader import BlobTarget, FileUploadTarget, Uploader, target_from_environment
+from audioclassifier.config import hub_config
+from audioclassifier.hub.uploader import BlobTarget, FileUploadTarget, Uploader, make_target
+
+
+def target_from_environment(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """The upload target the module builds from these variables (config → target)."""
+    config = hub_config(env)
+    return make_target(config.upload, ca_file=config.ca_file)
 
 
 def spool_clip(spool: Spool, name: str, seed: int) -> bytes:

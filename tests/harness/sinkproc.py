@@ -1,4 +1,4 @@
-"""A process that drives HubSink the way the runtime does: alerts with clips at a steady rate.
+"""A process that drives the hub side (HubApp) the way the runtime does: alerts with clips at a steady rate.
 
 ``python -m harness.sinkproc --alerts N --interval S`` (from tests/) emits N alerts, each with a
 freshly written clip, then keeps serving until SIGTERM, which closes the sink (flush). Used by the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from audioclassifier.audio_io import write_wav
-from audioclassifier.hub import HubSink
+from audioclassifier.config import hub_config
+from audioclassifier.hub import HubApp
 from audioclassifier.settings import Settings
 
 
@@ -63,9 +65,10 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    sink = HubSink()
+    app = HubApp(hub_config(os.environ))
+    sink = app.sink
     control = Control(sink.clip_dir)
-    sink.start(control)
+    app.start(control)
     for i in range(args.first, args.first + args.alerts):
         if stop.is_set():
             break
@@ -77,7 +80,7 @@ def main() -> int:
         stop.wait(args.interval)
     print("done emitting", flush=True)
     stop.wait()
-    sink.close()
+    app.close()
     return 0
 
 

@@ -18,37 +18,21 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Mapping  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+if TYPE_CHECKING:
+    from audioclassifier.config import Config
 
 log = logging.getLogger("audioclassifier")
 
 
-def _hub_wanted(env: Mapping[str, str]) -> bool:
-    """Cheap gate: only look at the IoT Hub side (and import azure) if its variables are there."""
-    if any(k.startswith("IOTEDGE_") for k in env) or env.get("EdgeHubConnectionString"):
-        from audioclassifier.hub import hub_configured
-
-        return bool(hub_configured(env))
-    return False
-
-
-def make_sink(local_out: Path, env: Mapping[str, str]) -> Any:
-    """IoT Hub sink inside IoT Edge (or with a connection string), otherwise local mode."""
-    if _hub_wanted(env):
-        from audioclassifier.hub import HubSink
-
-        return HubSink(env=env)
-    from audioclassifier.sinks import LocalSink
-
-    return LocalSink(local_out)
-
-
-def _self_test(args: Any) -> int:
+def _self_test(config: Config) -> int:
     from audioclassifier.backends import ModelError, load_model
     from audioclassifier.selftest import run_self_test
 
     try:
-        model = load_model(args.model, backend=args.backend, device=args.device, precision=args.precision)
+        model = load_model(config.model, backend=config.backend, device=config.settings.device,
+                           precision=config.settings.precision)
     except (ModelError, ValueError) as exc:
         print(json.dumps({"ok": False, "error": str(exc)}, indent=2))
         return 1
@@ -60,68 +44,77 @@ def _self_test(args: Any) -> int:
     return 0 if report["ok"] else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    from audioclassifier.config import parse_args, settings_from_args
-    from audioclassifier.settings import SettingsError
+def _source(config: Config, sample_rate: int) -> Any:
+    if config.source == "mic":
+        from audioclassifier.mic import MicSource
 
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.self_test:
-        return _self_test(args)
+        return MicSource(sample_rate=sample_rate, device=config.mic_device, capture_rate=config.sample_rate,
+                         channels=config.channels, channel=config.channel, dead_seconds=config.no_audio_seconds)
+    from audioclassifier.sources import FileSource, parse_speed
+
+    return FileSource(config.source, sample_rate=sample_rate, channel=config.channel, speed=parse_speed(config.speed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The composition root: one configuration load, then every part built and wired here."""
+    from audioclassifier.config import ConfigError, load_config
+
     try:
-        settings = settings_from_args(args)
-    except SettingsError as exc:
+        config = load_config(argv, os.environ)
+    except ConfigError as exc:
         print(f"python -m audioclassifier: error: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.self_test:
+        return _self_test(config)
 
     from audioclassifier.backends import ModelError, load_model
     from audioclassifier.sources import SourceError
 
+    settings = config.settings
     try:
-        model = load_model(args.model, backend=args.backend, device=settings.device, precision=settings.precision)
+        model = load_model(config.model, backend=config.backend, device=settings.device, precision=settings.precision)
     except ModelError as exc:
         log.error("%s", exc)
         return 2
-    sr = model.card.features.sample_rate
     try:
-        if args.source == "mic":
-            from audioclassifier.mic import MicSource
-
-            source: Any = MicSource(sample_rate=sr, device=args.mic_device, capture_rate=args.sample_rate,
-                                    channels=args.channels, channel=args.channel,
-                                    dead_seconds=args.no_audio_seconds)
-        else:
-            from audioclassifier.sources import FileSource, parse_speed
-
-            source = FileSource(args.source, sample_rate=sr, channel=args.channel, speed=parse_speed(args.speed))
+        source = _source(config, model.card.features.sample_rate)
     except (SourceError, ValueError) as exc:
-        log.error("source %s: %s", args.source, exc)
+        log.error("source %s: %s", config.source, exc)
         return 2
 
-    env = dict(os.environ)
+    hub: Any = None
     try:
-        sink = make_sink(Path(args.local_out), env)
+        if config.hub is not None:
+            from audioclassifier.hub import HubApp
+
+            hub = HubApp(config.hub)
+            sink: Any = hub.sink
+            state_dir = hub.root
+        else:
+            from audioclassifier.sinks import LocalSink
+
+            sink = LocalSink(config.local_out)
+            state_dir = config.local_out
     except (OSError, ValueError) as exc:
         log.error("output: %s", exc)
         return 2
     from audioclassifier.runtime import Runtime
 
-    state_dir = Path(getattr(sink, "root", None) or args.local_out)
     try:
-        runtime = Runtime(source=source, model=model, settings=settings, sink=sink, backend=args.backend,
-                          state_path=state_dir / "sequence.json",
-                          window_log=Path(args.window_log) if args.window_log else None)
+        runtime = Runtime(source=source, model=model, settings=settings, sink=sink, backend=config.backend,
+                          state_path=Path(state_dir) / "sequence.json", window_log=config.window_log)
     except OSError as exc:
         log.error("output: %s", exc)
-        sink.close()
+        (hub or sink).close()
         return 2
 
-    if args.calibrate_seconds:
-        runtime.start_calibration(float(args.calibrate_seconds), float(args.calibrate_percentile))
-    start = getattr(sink, "start", None)
-    if start is not None:  # the hub side serves the twin and the methods from here on
-        start(runtime)
+    if config.calibrate_seconds:
+        runtime.start_calibration(config.calibrate_seconds, config.calibrate_percentile,
+                                  on_done=hub.on_calibration_done if hub is not None else None)
+    if hub is not None:
+        hub.start(runtime)  # the twin and the methods are served from here on
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("%s: finishing", signal.Signals(signum).name)
@@ -133,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return runtime.run()
     finally:
-        sink.close()
+        (hub or sink).close()
 
 
 if __name__ == "__main__":

@@ -1,35 +1,115 @@
-"""Command line and environment → what the module runs with.
+"""One configuration load: command line + environment → one frozen :class:`Config`.
 
 Every option has an environment variable (``--hop-seconds`` ↔ ``AUSCULT_HOP_SECONDS``) so a
 container is configured by its environment; the command line wins. Values from the environment
-go through the same checks as typed ones. Detector and analysis options become a validated
-:class:`~audioclassifier.settings.Settings` (the twin may change them later).
+go through the same checks as typed ones (the :mod:`constraints` table renders the ``type=`` of
+every setting). :func:`load_config` is the only reader of the environment: nothing below the
+composition root (``__main__``) looks at ``os.environ``; the IoT Hub side gets a :class:`HubConfig`
+(spool, quotas, reconnect, upload target, CA file), or None in local mode.
+
+The detection settings given at start are :attr:`Config.settings`; they are also the values a
+twin ``null`` returns a setting to (:meth:`Settings.apply_patch`'s ``start``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from audioclassifier.argtypes import finite, int_at_least, number_in, positive
-from audioclassifier.settings import DEVICES, PRECISIONS, Settings, SettingsError
+from audioclassifier.constraints import OPTIONS, SETTINGS, Param
+from audioclassifier.errors import FatalError
+from audioclassifier.settings import Settings, SettingsError
 
-__all__ = ["DEFAULT_MODEL", "ENV_PREFIX", "build_parser", "env_name", "parse_args", "settings_from_args"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_SPOOL_DIR", "ENV_PREFIX", "Config", "ConfigError", "HubConfig", "UploadTarget",
+           "build_parser", "env_name", "hub_configured", "load_config"]
 
 ENV_PREFIX = "AUSCULT_"
 #: The model the module ships with: package data, so an installed wheel has it too.
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "model.onnx"
+DEFAULT_SPOOL_DIR = "/var/lib/auscult/spool"
 
-#: Options that are Settings fields (the twin can change them live).
-SETTINGS_OPTIONS = ("threshold", "hop_seconds", "consecutive", "cooldown_seconds", "energy_gate_dbfs",
-                    "telemetry_interval_seconds", "device", "precision", "machine")
+#: What the IoT Edge runtime sets in a module's container (the SDK needs all of them).
+EDGE_VARIABLES = ("IOTEDGE_IOTHUBHOSTNAME", "IOTEDGE_DEVICEID", "IOTEDGE_MODULEID", "IOTEDGE_GATEWAYHOSTNAME",
+                  "IOTEDGE_MODULEGENERATIONID", "IOTEDGE_WORKLOADURI", "IOTEDGE_APIVERSION")
+
+#: Twin settings that are also start-up options (nested ones, upload.* and model.*, are twin only).
+SETTINGS_OPTIONS = tuple(name for name in SETTINGS if "." not in name)
+
+
+class ConfigError(FatalError, ValueError):
+    """A configuration that cannot work (bad option or variable): the module exits 2."""
 
 
 def env_name(dest: str) -> str:
     """``hop_seconds`` → ``AUSCULT_HOP_SECONDS``."""
     return ENV_PREFIX + dest.upper()
+
+
+def hub_configured(env: Mapping[str, str]) -> bool:
+    """True inside IoT Edge (``IOTEDGE_*``) or with ``EdgeHubConnectionString`` +
+    ``EdgeModuleCACertificateFile`` (the SDK's development fallback); otherwise local mode."""
+    if all(env.get(v) for v in EDGE_VARIABLES):
+        return True
+    return bool(env.get("EdgeHubConnectionString") and env.get("EdgeModuleCACertificateFile"))
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where clips go: one of a blob connection string, a container SAS URL, or a device
+    connection string (IoT Hub file upload). Secrets: never in ``repr`` or logs."""
+
+    blob_connection_string: str = field(default="", repr=False)
+    blob_container: str = "auscult-clips"
+    container_sas_url: str = field(default="", repr=False)
+    device_connection_string: str = field(default="", repr=False)
+
+    @property
+    def kind(self) -> str | None:
+        """``blob``, ``sas``, ``file-upload`` or None (clips stay in the spool)."""
+        if self.blob_connection_string:
+            return "blob"
+        if self.container_sas_url:
+            return "sas"
+        if self.device_connection_string:
+            return "file-upload"
+        return None
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """The IoT Hub side's configuration (the SDK reads the IoT Edge variables itself)."""
+
+    spool_dir: Path = Path(DEFAULT_SPOOL_DIR)
+    spool_quota_bytes: int = 500 * 2**20
+    outbox_quota_bytes: int = 20 * 2**20
+    reconnect_seconds: float = 10.0
+    ca_file: str | None = None
+    upload: UploadTarget = field(default_factory=UploadTarget)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the module runs with, loaded once."""
+
+    source: str = "mic"
+    speed: str = "realtime"
+    mic_device: str | None = None
+    sample_rate: int | None = None
+    channels: int = 1
+    channel: int | None = None
+    no_audio_seconds: float = 5.0
+    model: Path = DEFAULT_MODEL
+    backend: str = "auto"
+    settings: Settings = field(default_factory=Settings)
+    calibrate_seconds: float = 0.0
+    calibrate_percentile: float = 99.5
+    local_out: Path = Path("auscult-out")
+    window_log: Path | None = None
+    self_test: bool = False
+    log_level: str = "INFO"
+    hub: HubConfig | None = None
 
 
 def _speed(text: str) -> str:
@@ -42,18 +122,25 @@ def _speed(text: str) -> str:
     return text
 
 
-def _bool(text: str) -> bool:
-    t = str(text).strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("", "0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+def _naming_env(convert: Any, name: str, value: str) -> Any:
+    """``convert``, whose errors name the environment variable when the text came from it."""
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            if text == value:
+                raise argparse.ArgumentTypeError(f"{exc} (from {name})") from None
+            raise
+
+    return parse
 
 
-def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    """The parser; defaults come from ``env`` (the process environment by default)."""
-    env = os.environ if env is None else env
+def _int_at_least(lo: int) -> Any:
+    return Param(f"integer >= {lo}", int, None, "", lo=lo).parse
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The parser; defaults come from ``env`` (``AUSCULT_<OPTION>``)."""
     p = argparse.ArgumentParser(
         prog="python -m audioclassifier",
         description="Auscult edge module: listens to a machine (microphone or recordings), scores log-mel "
@@ -61,65 +148,58 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
                     "local mode: alerts.jsonl, telemetry.jsonl and clips/ under --local-out. Every option "
                     f"can also be set as an environment variable {ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}HOP_SECONDS).",
     )
-
-    group: Any = p  # the help section the next options go to
+    group: Any = p
 
     def add(*flags: str, dest: str, default: Any = None, help: str, **kw: Any) -> None:
         value = env.get(env_name(dest))
         if value is not None and value != "":
             default = value
+            if kw.get("type") is not None:
+                kw["type"] = _naming_env(kw["type"], env_name(dest), value)
         group.add_argument(*flags, dest=dest, default=default, help=f"{help} [env {env_name(dest)}]", **kw)
+
+    def add_param(param: Param, flag: str, *, default: Any = None) -> None:
+        extra = {"choices": param.choices} if param.choices else {}
+        accepted = "" if param.choices else f"; {param.accepted()}"
+        shown = "" if default is None and param.default is None else f", default {param.default}"
+        add(flag, dest=param.name, default=default, type=param.parse,
+            help=f"{param.doc}{accepted}{shown}", metavar=None if param.choices else param.name.upper(), **extra)
 
     group = p.add_argument_group("audio source")
     add("--source", dest="source", default="mic", help="'mic', an audio file, or a folder of them (default mic)")
     add("--speed", dest="speed", default="realtime", type=_speed,
         help="file replay pace: realtime, max (as fast as possible) or a factor such as 10 (default realtime)")
     add("--mic-device", dest="mic_device", help="microphone by PortAudio index or (part of its) name")
-    add("--sample-rate", dest="sample_rate", type=int_at_least(1000),
+    add("--sample-rate", dest="sample_rate", type=_int_at_least(1000),
         help="microphone capture rate in Hz (default: the model's; resampled to it if different)")
-    add("--channels", dest="channels", type=int_at_least(1), default=1, help="microphone channels to open (default 1)")
-    add("--channel", dest="channel", type=int_at_least(0),
+    add("--channels", dest="channels", type=_int_at_least(1), default=1, help="microphone channels to open (default 1)")
+    add("--channel", dest="channel", type=_int_at_least(0),
         help="use this channel (0-based) of the microphone or file; default: mix all down")
-    add("--no-audio-seconds", dest="no_audio_seconds", type=positive, default=5.0,
-        help="seconds without callbacks or with only digital zeros before the microphone counts as dead "
-             "and is reopened (default 5)")
+    add("--no-audio-seconds", dest="no_audio_seconds", type=Param("seconds", float, 5.0, "", lo=0, lo_open=True).parse,
+        default=5.0, help="seconds without callbacks or with only digital zeros before the microphone counts as dead "
+                          "and is reopened (default 5)")
 
     group = p.add_argument_group("model and inference")
     add("--model", dest="model", default=str(DEFAULT_MODEL), help=f"ONNX model with an Auscult card (default {DEFAULT_MODEL})")
     add("--backend", dest="backend", default="auto", choices=("auto", "openvino", "onnxruntime"),
         help="inference runtime; auto = OpenVINO if it compiles the model, else onnxruntime (default auto)")
-    add("--device", dest="device", default="AUTO", type=str.upper, choices=DEVICES,
-        help="OpenVINO device (default AUTO)")
-    add("--precision", dest="precision", default="f32", type=str.lower, choices=PRECISIONS,
-        help="OpenVINO inference precision: f32 gives the scores the model card's threshold was fitted "
-             "with on every CPU; bf16/f16, or 'device' (the device's own default: bf16 on Intel CPUs with "
-             "AMX, f16 on GPUs), trade exactness for speed (default f32)")
+    add_param(SETTINGS["device"], "--device")
+    add_param(SETTINGS["precision"], "--precision")
 
     group = p.add_argument_group("detection (the module twin can change these live)")
-    add("--threshold", dest="threshold", type=finite, help="alert threshold (default: the model card's)")
-    add("--hop-seconds", dest="hop_seconds", type=positive, help="seconds between window starts (default 1)")
-    add("--consecutive", dest="consecutive", type=int_at_least(1), help="windows over the threshold before an alert (default 2)")
-    add("--cooldown-seconds", dest="cooldown_seconds", type=finite,
-        help="audio seconds after an alert before the next one (default 30)")
-    add("--energy-gate-dbfs", dest="energy_gate_dbfs", type=finite,
-        help="windows quieter than this are 'silent' (machine off) and not scored (default -70)")
-    add("--telemetry-interval-seconds", dest="telemetry_interval_seconds", type=positive,
-        help="seconds of audio per telemetry message (default 60)")
-    add("--machine", dest="machine", help="machine name in messages and clip names (default 'machine')")
-    add("--calibrate-seconds", dest="calibrate_seconds", type=number_in(0.0, 3600.0), default=0.0,
-        help="site calibration: score the first S seconds of audio as this machine's healthy sound (no "
-             "alerts meanwhile) and set the threshold from them, as training does (default 0 = off)")
-    add("--calibrate-percentile", dest="calibrate_percentile", type=number_in(50.0, 100.0, open_lo=True, open_hi=True), default=99.5,
-        help="percentile of the gamma fit to the calibration scores that becomes the threshold (default 99.5)")
+    for name in SETTINGS_OPTIONS:
+        if name not in ("device", "precision"):
+            add_param(SETTINGS[name], "--" + name.replace("_", "-"))
+    for name in ("calibrate_seconds", "calibrate_percentile"):
+        add_param(OPTIONS[name], "--" + name.replace("_", "-"), default=OPTIONS[name].default)
 
     group = out = p.add_argument_group("output")
     add("--local-out", dest="local_out", default="auscult-out",
         help="local mode folder for alerts.jsonl, telemetry.jsonl, clips/ (default ./auscult-out)")
     add("--window-log", dest="window_log",
         help="also write one JSON line per window (offsets, level, score, threshold) to this file")
-    self_test = env.get(env_name("self_test"), "")
     try:
-        self_test_default = _bool(self_test)
+        self_test_default = Param("self_test", bool, False, "").parse(env.get(env_name("self_test"), ""))
     except argparse.ArgumentTypeError as exc:
         p.error(f"{env_name('self_test')}: {exc}")
     out.add_argument("--self-test", dest="self_test", action="store_true", default=self_test_default,
@@ -130,21 +210,69 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     return p
 
 
-def parse_args(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> argparse.Namespace:
-    """Parse; values from the environment are held to the same choices as typed ones."""
-    parser = build_parser(env)
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse; defaults taken from the environment are converted and checked like typed values."""
     args = parser.parse_args(argv)
     for action in parser._actions:
         value = getattr(args, action.dest, None)
+        if isinstance(value, str) and action.type is not None and action.default is value:
+            try:
+                value = action.type(value)  # type: ignore[operator]
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"{env_name(action.dest)}={value!r}: {exc}")
+            setattr(args, action.dest, value)
         if action.choices is not None and value is not None and value not in action.choices:
             parser.error(f"{env_name(action.dest)}={value!r}: choose from {', '.join(map(str, action.choices))}")
     return args
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The detection options given (command line or environment) as validated Settings."""
+def _hub(env: Mapping[str, str]) -> HubConfig:
+    def megabytes(name: str) -> int:
+        param = OPTIONS[name]
+        text = env.get(env_name(name))
+        try:
+            value = param.check(param.default) if not text else param.parse(text)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"{env_name(name)}={text!r}: {exc}") from None
+        return int(value * 2**20)
+
+    reconnect = OPTIONS["hub_reconnect_seconds"]
+    text = env.get(env_name("hub_reconnect_seconds"))
+    try:
+        reconnect_seconds = reconnect.default if not text else reconnect.parse(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"{env_name('hub_reconnect_seconds')}={text!r}: {exc}") from None
+    upload = UploadTarget(
+        blob_connection_string=env.get("AUSCULT_BLOB_CONNECTION_STRING", ""),
+        blob_container=env.get("AUSCULT_BLOB_CONTAINER") or UploadTarget.blob_container,
+        container_sas_url=env.get("AUSCULT_BLOB_CONTAINER_SAS_URL", ""),
+        device_connection_string=env.get("AUSCULT_DEVICE_CONNECTION_STRING", ""))
+    return HubConfig(spool_dir=Path(env.get("AUSCULT_SPOOL_DIR") or DEFAULT_SPOOL_DIR),
+                     spool_quota_bytes=megabytes("spool_quota_mb"), outbox_quota_bytes=megabytes("outbox_quota_mb"),
+                     reconnect_seconds=float(reconnect_seconds), ca_file=env.get("AUSCULT_CA_FILE") or None,
+                     upload=upload)
+
+
+def hub_config(env: Mapping[str, str]) -> HubConfig:
+    """The IoT Hub side's configuration from ``env`` (for the composition root and the tests)."""
+    return _hub(env)
+
+
+def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
+    """Command line and environment → :class:`Config`. A bad option exits 2 (argparse's way);
+    a bad hub variable or setting raises :class:`ConfigError`."""
+    args = _parse(build_parser(env), argv)
     given = {k: getattr(args, k) for k in SETTINGS_OPTIONS if getattr(args, k, None) is not None}
     try:
-        return Settings.from_mapping(given)
+        settings = Settings.from_mapping(given)
     except SettingsError as exc:
-        raise SettingsError(f"--{exc.field.replace('_', '-')}", exc.reason) from None
+        raise ConfigError(f"--{exc.field.replace('_', '-')}: {exc.reason}") from None
+    return Config(
+        source=args.source, speed=args.speed, mic_device=args.mic_device, sample_rate=args.sample_rate,
+        channels=args.channels, channel=args.channel, no_audio_seconds=float(args.no_audio_seconds),
+        model=Path(args.model), backend=args.backend, settings=settings,
+        calibrate_seconds=float(args.calibrate_seconds), calibrate_percentile=float(args.calibrate_percentile),
+        local_out=Path(args.local_out), window_log=Path(args.window_log) if args.window_log else None,
+        self_test=bool(args.self_test), log_level=args.log_level,
+        hub=_hub(env) if hub_configured(env) else None,
+    )

@@ -151,7 +151,7 @@ class Param:
             try:
                 return int(t) if self.kind is int else float(t)
             except ValueError:
-                kind = "an integer" if self.kind is int else "a number"
+                kind = "an integer" if self.kind is int else "a finite number"
                 raise ConstraintError(self.name, f"must be {kind}, got {_short(text)}") from None
         return text
 
@@ -232,7 +232,8 @@ METHODS: dict[str, dict[str, Param]] = {
     "reloadModel": {},
     "selfTest": {},
     "captureClip": {p.name: p for p in (
-        Param("seconds", float, 10.0, "seconds of audio to record", lo=0.0, hi=600.0, lo_open=True),
+        # The call blocks until the clip is written, and IoT Hub waits at most 300 s for an answer.
+        Param("seconds", float, 10.0, "seconds of audio to record", lo=0.0, hi=60.0, lo_open=True),
         Param("label", str, "field", "the clip's label (in its name)", pattern=_LABEL),
     )},
     "calibrate": {p.name: p for p in (

@@ -1,7 +1,8 @@
 """The module's IoT Hub side: durable outbox, long-lived hub connection, clip uploads, model OTA.
 
-Used when the module runs under IoT Edge (``IOTEDGE_*``) or with ``EdgeHubConnectionString``;
-otherwise the module stays in local mode. See README.md, "IoT Hub".
+Used when the module runs under IoT Edge (``IOTEDGE_*``) or with ``EdgeHubConnectionString``
+(:func:`audioclassifier.config.hub_configured`); otherwise the module stays in local mode.
+:class:`HubApp` wires the parts (docs/architecture.md).
 """
 
 from . import redact as _redact
@@ -10,7 +11,7 @@ from . import redact as _redact
 # and URLs at debug level, and no handler configured later may print them.
 _redact.install()
 
-from .client import HubClient, hub_configured  # noqa: E402
-from .sink import HubSink  # noqa: E402
+from .app import HubApp  # noqa: E402
+from .client import HubClient  # noqa: E402
 
-__all__ = ["HubClient", "HubSink", "hub_configured"]
+__all__ = ["HubApp", "HubClient"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable, Mapping
@@ -31,13 +30,9 @@ from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
 from .backoff import Backoff
 from .outbox import Entry, Outbox
 
-__all__ = ["EDGE_VARIABLES", "HubClient", "hub_configured"]
+__all__ = ["HubClient"]
 
 log = logging.getLogger(__name__)
-
-EDGE_VARIABLES = ("IOTEDGE_IOTHUBHOSTNAME", "IOTEDGE_DEVICEID", "IOTEDGE_MODULEID", "IOTEDGE_GATEWAYHOSTNAME",
-                  "IOTEDGE_MODULEGENERATIONID", "IOTEDGE_WORKLOADURI", "IOTEDGE_APIVERSION")
-"""What the IoT Edge runtime sets in a module's container (the SDK needs all of them)."""
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 """How long a twin request may wait for its answer; the SDK itself waits forever (a request whose
@@ -45,16 +40,6 @@ answer is lost, e.g. published while edgeHub's twin service was not yet up, woul
 
 MethodHandler = Callable[[str, Any], "tuple[int, Any]"]
 DesiredHandler = Callable[[dict, bool], None]
-
-
-def hub_configured(env: Mapping[str, str] | None = None) -> bool:
-    """True inside IoT Edge (``IOTEDGE_*``) or with ``EdgeHubConnectionString`` +
-    ``EdgeModuleCACertificateFile`` (the SDK's development fallback); otherwise the module runs
-    in local mode."""
-    env = os.environ if env is None else env
-    if all(env.get(v) for v in EDGE_VARIABLES):
-        return True
-    return bool(env.get("EdgeHubConnectionString") and env.get("EdgeModuleCACertificateFile"))
 
 
 def _call(fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
@@ -122,12 +107,12 @@ class HubClient:
         self.last_error: str | None = None
 
     @classmethod
-    def from_environment(cls, outbox: Outbox, *, on_desired: DesiredHandler, on_method: MethodHandler,
-                         reconnect_seconds: int | None = None) -> "HubClient":
-        """Build from the IoT Edge environment (see :func:`hub_configured`); nothing connects yet."""
-        interval = reconnect_seconds or int(os.environ.get("AUSCULT_HUB_RECONNECT_SECONDS", "10"))
+    def from_edge_environment(cls, outbox: Outbox, *, on_desired: DesiredHandler, on_method: MethodHandler,
+                              reconnect_seconds: float = 10.0) -> "HubClient":
+        """Build from the IoT Edge environment, which the SDK reads itself
+        (:func:`audioclassifier.config.hub_configured`); nothing connects yet."""
         client = IoTHubModuleClient.create_from_edge_environment(
-            connection_retry=True, connection_retry_interval=max(1, interval), keep_alive=30)
+            connection_retry=True, connection_retry_interval=max(1, int(reconnect_seconds)), keep_alive=30)
         return cls(client, outbox, on_desired=on_desired, on_method=on_method)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -362,14 +347,3 @@ class HubClient:
         msg.custom_properties.update(entry.properties)
         msg.custom_properties["seq"] = str(entry.seq)
         return msg
-
-
-def method_payload(payload: Any) -> dict:
-    """A method payload as a dict ({} for none); a JSON string is parsed. ValueError otherwise."""
-    if payload is None:
-        return {}
-    if isinstance(payload, str):
-        payload = json.loads(payload) if payload.strip() else {}
-    if not isinstance(payload, dict):
-        raise ValueError(f"payload must be a JSON object, got {type(payload).__name__}")
-    return payload

@@ -1,29 +1,33 @@
-"""Model over the air: download a model the twin names, verify its SHA-256 and its card.
+"""Model over the air: download a model the twin names, verify its SHA-256 and its card, swap it in.
 
 :func:`fetch_model` never leaves a half-written or unverified file where the runtime could load
 it: the download goes to a hidden temporary file, is hashed on the way, checked, and only then
 renamed to ``<models_dir>/<sha256>.onnx`` (a verified copy is reused, so a restart re-applying the
 twin does not download again). Any failure raises :class:`OtaError` with the reason; the caller
-keeps the old model.
+keeps the old model. :class:`ModelUpdater` is the worker thread around it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import ssl
 import tempfile
+import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any, Callable
 
-from audioclassifier.card import CardError, ModelCard, read_card
-
+from ..card import CardError, ModelCard, read_card
+from ..errors import AuscultError
 from ..settings import ModelRef
 from .redact import redact
-from ..errors import AuscultError
 
-__all__ = ["OtaError", "fetch_model"]
+__all__ = ["ModelUpdater", "OtaError", "fetch_model"]
+
+log = logging.getLogger(__name__)
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 
@@ -67,7 +71,6 @@ def fetch_model(ref: ModelRef, models_dir: str | os.PathLike[str], *, timeout: f
     final = models / f"{ref.sha256.lower()}.onnx"
     if final.exists() and _sha256(final) == ref.sha256.lower():
         return final, _card(final)
-    ca_file = ca_file or os.environ.get("AUSCULT_CA_FILE") or None
     fd, tmp_name = tempfile.mkstemp(prefix=".download.", suffix=".part", dir=models)
     tmp = Path(tmp_name)
     try:
@@ -112,3 +115,65 @@ def prune_models(models_dir: str | os.PathLike[str], keep: set[Path]) -> None:
         if p.resolve() not in {k.resolve() for k in keep}:
             p.unlink(missing_ok=True)
 
+
+
+class ModelUpdater:
+    """The model-update worker: :meth:`request` a model; one thread fetches, verifies and swaps.
+
+    A request while one runs is queued; the newest request wins (older queued ones are dropped).
+    ``swap(path)`` puts a verified model in force (the runtime's ``swap_model``; it raises and
+    keeps the old on failure); ``report(patch)`` reports progress under ``model``; ``on_done(ref)``
+    is called once a model is in use.
+    """
+
+    def __init__(self, models_dir: Path, *, swap: Callable[[Path], Any], report: Callable[[dict[str, Any]], None],
+                 on_done: Callable[[ModelRef], None], ca_file: str | None = None) -> None:
+        self.models_dir = Path(models_dir)
+        self._swap = swap
+        self._report = report
+        self._on_done = on_done
+        self._ca_file = ca_file
+        self._lock = threading.Lock()
+        self._wanted: ModelRef | None = None
+        self._thread: threading.Thread | None = None
+        self.current = ModelRef()
+        self.last_error: str | None = None
+
+    def request(self, ref: ModelRef) -> None:
+        """Fetch and swap ``ref`` in the background, unless it is the model in use."""
+        if not ref.url or ref == self.current:
+            return
+        with self._lock:
+            self._wanted = ref
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="model-update", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                ref, self._wanted = self._wanted, None
+                if ref is None:
+                    self._thread = None
+                    return
+            self._update(ref)
+
+    def _update(self, ref: ModelRef) -> None:
+        """Download, verify, swap; on any failure keep the old model and report why."""
+        self._report({"model": {"requested": ref.version, "state": "downloading", "error": None}})
+        try:
+            path, card = fetch_model(ref, self.models_dir, ca_file=self._ca_file)
+            result = self._swap(path)
+        except Exception as exc:  # noqa: BLE001 - OtaError, the runtime's ModelError, anything: keep the old
+            reason = redact(str(exc)) if isinstance(exc, OtaError) else redact(f"{type(exc).__name__}: {exc}")
+            self.last_error = f"model {ref.version}: {reason}"
+            log.warning("hub: model update to %s refused, keeping the old model: %s", ref.version, reason)
+            self._report({"model": {"requested": ref.version, "state": "failed", "error": reason},
+                          "last_error": self.last_error})
+            return
+        self.current = ref
+        log.info("hub: model %s in use", ref.version)
+        self._report({"model": {"requested": ref.version, "state": "ok", "version": ref.version, "error": None,
+                                "sha256": ref.sha256, "card": card.summary(),
+                                "result": result if isinstance(result, dict) else None}})
+        self._on_done(ref)

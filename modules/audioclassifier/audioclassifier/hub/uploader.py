@@ -5,7 +5,7 @@ retried with backoff, so a storage outage or a killed module just delays the upl
 under the clip's own name with ``overwrite=True`` makes a retry after a crash idempotent: the
 blob ends up once, byte-identical.
 
-Targets (from the environment, see :func:`target_from_environment`):
+Targets (from :class:`audioclassifier.config.UploadTarget`, see :func:`make_target`):
 
 * :class:`BlobTarget`: Blob Storage on IoT Edge or an Azure Storage account, from
   ``AUSCULT_BLOB_CONNECTION_STRING`` (+ ``AUSCULT_BLOB_CONTAINER``) or a container SAS URL in
@@ -14,27 +14,29 @@ Targets (from the environment, see :func:`target_from_environment`):
   ``AUSCULT_DEVICE_CONNECTION_STRING``: ask the hub for a SAS URI, upload, and always notify the
   hub of the result.
 
-``AUSCULT_CA_FILE`` optionally names an extra CA certificate (PEM) to trust for these endpoints
-(a gateway with a private CA; the tests' loopback stand-ins).
+``ca_file`` (``AUSCULT_CA_FILE``) optionally names an extra CA certificate (PEM) to trust for these
+endpoints (a gateway with a private CA; the tests' loopback stand-ins).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import urllib.parse
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
+from .. import clips
+from ..config import UploadTarget
+from ..errors import AuscultError
+from ..settings import UploadSettings
 from .backoff import Backoff
 from .redact import redact
-from .. import clips
 from .spool import Clip, Spool
-from ..errors import AuscultError
 
-__all__ = ["BlobTarget", "FileUploadTarget", "Target", "UploadError", "Uploader", "target_from_environment"]
+__all__ = ["BlobTarget", "FileUploadTarget", "Target", "UploadError", "Uploader", "make_target"]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,6 @@ class Target(Protocol):
     def upload(self, path: Path, blob_name: str) -> str: ...
 
 
-def _verify(env: Mapping[str, str]) -> bool | str:
-    return env.get("AUSCULT_CA_FILE") or True
 
 
 class BlobTarget:
@@ -160,19 +160,15 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def target_from_environment(env: Mapping[str, str] | None = None) -> Target | None:
-    """The upload target the environment configures, or None (clips then stay spooled)."""
-    env = os.environ if env is None else env
-    verify = _verify(env)
-    if env.get("AUSCULT_BLOB_CONNECTION_STRING"):
-        return BlobTarget.from_connection_string(env["AUSCULT_BLOB_CONNECTION_STRING"],
-                                                 env.get("AUSCULT_BLOB_CONTAINER") or DEFAULT_CONTAINER,
-                                                 verify=verify)
-    if env.get("AUSCULT_BLOB_CONTAINER_SAS_URL"):
-        return BlobTarget.from_sas_url(env["AUSCULT_BLOB_CONTAINER_SAS_URL"], verify=verify)
-    if env.get("AUSCULT_DEVICE_CONNECTION_STRING"):
-        return FileUploadTarget.from_connection_string(env["AUSCULT_DEVICE_CONNECTION_STRING"],
-                                                       ca_file=env.get("AUSCULT_CA_FILE"))
+def make_target(upload: UploadTarget, *, ca_file: str | None = None) -> Target | None:
+    """The configured upload target, or None (clips then stay spooled)."""
+    verify: bool | str = ca_file or True
+    if upload.blob_connection_string:
+        return BlobTarget.from_connection_string(upload.blob_connection_string, upload.blob_container, verify=verify)
+    if upload.container_sas_url:
+        return BlobTarget.from_sas_url(upload.container_sas_url, verify=verify)
+    if upload.device_connection_string:
+        return FileUploadTarget.from_connection_string(upload.device_connection_string, ca_file=ca_file)
     return None
 
 
@@ -180,9 +176,13 @@ class Uploader:
     """A background thread that empties the spool into ``target``, oldest clip first."""
 
     def __init__(self, spool: Spool, target: Target | None, *, backoff: Backoff | None = None,
-                 poll_seconds: float = 5.0, on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 poll_seconds: float = 5.0, on_result: Callable[[dict[str, Any]], None] | None = None,
+                 policy: Callable[[], UploadSettings] = UploadSettings) -> None:
         self.spool = spool
         self.target = target
+        self._policy = policy
+        self._recent: deque[float] = deque()  # monotonic times of the uploads of the last hour
+        self.paused: str | None = None  # why uploads wait: "disabled" or "rate limit", else None
         self._backoff = backoff or Backoff(initial=1.0, maximum=60.0)
         self._poll = poll_seconds
         self._on_result = on_result
@@ -214,7 +214,22 @@ class Uploader:
         pending = self.spool.pending()
         return {"target": self.target.name if self.target else None, "uploaded": self.uploaded,
                 "failures": self.failures, "pending": len(pending), "pending_bytes": sum(c.size for c in pending),
-                "dropped": self.spool.dropped, "last": self.last}
+                "dropped": self.spool.dropped, "paused": self.paused, "last": self.last}
+
+    def _allowed(self) -> bool:
+        """The twin's ``upload`` settings: off, or over ``max_per_hour`` in the last hour, means wait
+        (clips stay in the spool, bounded by its quota; alerts are sent regardless)."""
+        policy = self._policy()
+        now = time.monotonic()
+        while self._recent and now - self._recent[0] >= 3600.0:
+            self._recent.popleft()
+        if not policy.enabled:
+            self.paused = "disabled"
+        elif len(self._recent) >= policy.max_per_hour:
+            self.paused = "rate limit"
+        else:
+            self.paused = None
+        return self.paused is None
 
     def upload_pending(self) -> bool:
         """Upload every spooled clip now, stopping at the first failure; True if none failed."""
@@ -223,8 +238,8 @@ class Uploader:
             return False
         self.spool.enforce_quota()
         for clip in self.spool.pending():
-            if self._stop.is_set():
-                return False
+            if self._stop.is_set() or not self._allowed():
+                return True  # nothing failed: the policy holds the rest back (see _allowed)
             if not self._upload(clip):
                 return False
         return True
@@ -243,6 +258,7 @@ class Uploader:
             return False
         self.spool.remove(clip)
         self.uploaded += 1
+        self._recent.append(time.monotonic())
         self._backoff.reset()
         self._result({"clip": name, "ok": True, "to": where, "bytes": clip.size, "time": time.time()})
         log.info("uploader: %s uploaded to %s", name, where)

@@ -1,0 +1,199 @@
+"""The IoT Hub application: the hub side's parts, wired, around the runtime's control surface.
+
+:class:`HubApp` owns the durable outbox and clip spool, the :class:`OutboxSink` the runtime emits
+into, the connection (:class:`HubClient`), the clip :class:`Uploader`, the model
+:class:`ModelUpdater` and the :class:`Reporter`. It is built by the composition root
+(``__main__``) from a :class:`~audioclassifier.config.HubConfig`; :meth:`start` gets the runtime's
+control surface (:class:`~audioclassifier.control.RuntimeControl`) and serves the twin
+(:mod:`.twin`) and the direct methods (:mod:`.methods`) with it. Nothing here reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import HubConfig
+from ..settings import ModelRef, Settings
+from .client import HubClient
+from .methods import MethodContext, dispatch
+from .ota import ModelUpdater
+from .outbox import Outbox
+from .redact import install as install_redaction
+from .reporting import Reporter
+from .sink import OutboxSink
+from .spool import Spool
+from .twin import apply_desired
+from .uploader import Target, Uploader, make_target
+
+__all__ = ["HubApp"]
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_sdk_loggers() -> None:
+    """The SDKs log every reconnect attempt and HTTP request; the hub logs what matters itself."""
+    for name, level in (("azure.iot.device", logging.ERROR), ("paho", logging.ERROR), ("azure", logging.WARNING)):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(level)
+
+
+class HubApp:
+    """See the module docstring. ``client_factory`` and ``target`` let tests build those parts."""
+
+    def __init__(self, config: HubConfig, *, client_factory: Callable[..., HubClient] | None = None,
+                 target: Target | None = None) -> None:
+        install_redaction()
+        _quiet_sdk_loggers()
+        self.config = config
+        self.root = Path(config.spool_dir)
+        self.outbox = Outbox(self.root / "outbox.sqlite3", quota_bytes=config.outbox_quota_bytes)
+        self.spool = Spool(self.root / "clips", quota_bytes=config.spool_quota_bytes)
+        self.models_dir = self.root / "models"
+        self.sink = OutboxSink(self.outbox, self.spool, wake_sender=self._wake_sender,
+                               wake_uploader=self._wake_uploader)
+        self._target = target if target is not None else make_target(config.upload, ca_file=config.ca_file)
+        self._client_factory = client_factory or HubClient.from_edge_environment
+        self.client: HubClient | None = None
+        self.uploader: Uploader | None = None
+        self.control: Any = None
+        self.start_settings = Settings()
+        self._rejected: set[str] = set()
+        self._desired_lock = threading.Lock()
+        self.last_error: str | None = None
+        self.reporter = Reporter(self._report, self.status, self._settings_dict)
+        self.updater = ModelUpdater(self.models_dir, swap=self._swap_model, report=self.reporter.send,
+                                    on_done=self._model_in_use, ca_file=config.ca_file)
+
+    @property
+    def clip_dir(self) -> Path:
+        return self.spool.root
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self, control: Any) -> None:
+        """Connect (in the background), start uploading, serve the twin and methods for ``control``.
+        The settings ``control`` holds now are the start values a twin ``null`` returns to."""
+        self.control = control
+        self.start_settings = control.settings
+        self.uploader = Uploader(self.spool, self._target, on_result=self._on_upload_result,
+                                 policy=lambda: self.control.settings.upload)
+        self.client = self._client_factory(self.outbox, on_desired=self._on_desired, on_method=self._on_method,
+                                           reconnect_seconds=self.config.reconnect_seconds)
+        self.reporter.report_status()
+        self.client.start()
+        self.uploader.start()
+        self.reporter.start()
+        log.info("hub: started (spool %s, %d message(s) and %d clip(s) waiting)",
+                 self.root, len(self.outbox), len(self.spool.pending()))
+
+    def close(self) -> None:
+        """Flush (bounded), stop uploading, shut the connection; what is left stays durable."""
+        self.reporter.stop()
+        if self.uploader:
+            self.uploader.stop()
+        if self.client:
+            self.reporter.report_status()
+            self.client.close(flush_seconds=5.0)
+        left = len(self.outbox)
+        self.outbox.close()
+        log.info("hub: closed (%d message(s) left for the next start)", left)
+
+    # -- status -----------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What getStatus answers and the twin reports."""
+        runtime: dict[str, Any] = {}
+        if self.control is not None:
+            try:
+                runtime = dict(self.control.status())
+            except Exception as exc:  # noqa: BLE001 - the status must answer whatever happened
+                runtime = {"error": f"{type(exc).__name__}: {exc}"}
+        c = self.client
+        hub = {"connected": bool(c and c.connected), "connects": c.connects if c else 0,
+               "resyncs": c.resyncs if c else 0, "send_failures": c.send_failures if c else 0,
+               "last_error": c.last_error if c else None}
+        return {**runtime, "hub": hub, "outbox": self.outbox.stats().to_dict(),
+                "uploads": self.uploader.stats() if self.uploader else None,
+                "last_error": self.last_error or self.sink.last_error or self.updater.last_error}
+
+    def _settings_dict(self) -> dict[str, Any] | None:
+        return self.control.settings.to_dict() if self.control is not None else None
+
+    def _report(self, patch: dict[str, Any]) -> None:
+        if self.client:
+            self.client.report(patch)
+
+    # -- twin -------------------------------------------------------------------------------------
+
+    def _on_desired(self, desired: dict, complete: bool) -> None:
+        """Validate and apply desired properties (:mod:`.twin`); refusals are reported, old values kept."""
+        with self._desired_lock:  # patches (SDK thread) and full twins (hub thread) one at a time
+            current = self.control.settings
+            outcome = apply_desired(desired, current=current, start=self.start_settings, complete=complete)
+            rejected = dict(outcome.rejected)
+            if outcome.settings != current:
+                try:
+                    self.control.apply_settings(outcome.settings)
+                except Exception as exc:  # noqa: BLE001 - the runtime refused (e.g. no GPU): keep what is in force
+                    rejected["$"] = f"{type(exc).__name__}: {exc}"
+            cleared = {f: None for f in self._rejected - set(rejected)}
+            self._rejected = set(rejected)
+            if rejected:
+                self.last_error = "rejected desired properties: " + "; ".join(f"{k}: {v}" for k, v in rejected.items())
+                log.warning("hub: %s", self.last_error)
+            self.reporter.send({"settings": self._settings_dict(), "rejected": {**cleared, **rejected},
+                                "last_error": self.last_error})
+            self.updater.request(outcome.model)
+
+    def _swap_model(self, path: Path) -> Any:
+        return self.control.swap_model(path)
+
+    def _model_in_use(self, ref: ModelRef) -> None:
+        settings = self.control.settings
+        if settings.model != ref:
+            try:
+                self.control.apply_settings(replace(settings, model=ref))
+            except Exception:  # noqa: BLE001 - the model is in; the settings echo is cosmetic
+                log.exception("hub: recording the model reference in the settings failed")
+        self.reporter.report_status()
+
+    # -- methods ----------------------------------------------------------------------------------
+
+    def _on_method(self, name: str, payload: Any) -> tuple[int, Any]:
+        ctx = MethodContext(control=self.control, status=self.status, spool=self.spool,
+                            clip_queued=self._wake_uploader,
+                            calibration_started=lambda state: self.reporter.send({"calibration": state}),
+                            calibration_done=self.on_calibration_done)
+        return dispatch(name, payload, ctx)
+
+    def on_calibration_done(self, state: dict[str, Any]) -> None:
+        """Called by the runtime's worker: report the outcome; a fitted threshold becomes the
+        value a twin ``null`` returns to (the site's own threshold, not the card's)."""
+        if state.get("state") == "failed":
+            self.last_error = f"calibration failed: {state.get('error')}"
+        result = state.get("result") or {}
+        if state.get("state") == "done" and "threshold" in result:
+            self.start_settings = replace(self.start_settings, threshold=float(result["threshold"]))
+        self.reporter.send({"calibration": state, "settings": self._settings_dict()})
+        self.reporter.report_status()
+
+    # -- uploads and wake-ups -----------------------------------------------------------------------
+
+    def _on_upload_result(self, result: dict[str, Any]) -> None:
+        if self.uploader:
+            self.reporter.send({"uploads": self.uploader.stats()})
+
+    def _wake_sender(self) -> None:
+        if self.client:
+            self.client.wake()
+
+    def _wake_uploader(self) -> None:
+        if self.uploader:
+            self.uploader.wake()
+
