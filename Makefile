@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 export PIP_PROGRESS_BAR := off
 
-.PHONY: demo test image bench bench-train model clean venv-runtime venv-dev
+.PHONY: demo test test-image image bench bench-train model clean venv-runtime venv-dev
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.10 is required") if sys.version_info < (3, 10) else None'
@@ -44,6 +44,10 @@ test: $(VENV)/.dev
 # engine runs (through ../shared/tools/container-base.sh where that exists). tools/image.sh says how.
 image:
 	tools/image.sh build
+
+# Builds the image (as `make image`) and checks the running container; -rA prints the image size.
+test-image: $(VENV)/.dev
+	$(PY) -m pytest -q -rA -m image tests/test_image.py
 
 bench: $(VENV)/.dev
 	$(PY) bench/features.py
