@@ -42,7 +42,8 @@ def test_entry_point_self_test_in_a_fresh_venv(tmp_path: Path) -> None:
                 return str(there / value[len(root):].lstrip("/"))
         return value
 
-    # HOME as the image's user has it: a folder that does not exist (useradd --home-dir /nonexistent).
+    # HOME: a folder that does not exist, so nothing can come from a home (the image's user has a
+    # read-only one holding only OpenVINO's telemetry opt-out; tests/test_image.py checks that).
     run_env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path / "nonexistent"), "LANG": "C.UTF-8"}
     run_env.update({k: host_path(v) for k, v in docker["env"].items() if not k.startswith("PIP_")})
     assert run_env["PYTHONPATH"] == str(app) and Path(run_env["AUSCULT_MODEL"]) == app / model.relative_to(MODULE)
