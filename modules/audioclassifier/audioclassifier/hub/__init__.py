@@ -1,7 +1,7 @@
 """The module's IoT Hub side: durable outbox, long-lived hub connection, clip uploads, model OTA.
 
 Used when the module runs under IoT Edge (``IOTEDGE_*``) or with ``EdgeHubConnectionString``;
-otherwise the module stays in local mode. See README.md, "IoT Hub".
+otherwise the module stays in local mode. See docs/iot-hub.md.
 """
 
 from . import redact as _redact
