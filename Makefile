@@ -54,7 +54,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/module.py
 
 # Full trainings and evaluations (synthetic at -6/0/+6 dB on unseen machines, the real sets):
-# the figures of README's data-science results. Takes a while on 2 cores.
+# the figures of docs/data-science.md's results. Takes a while on 2 cores.
 bench-train: $(VENV)/.dev
 	$(PY) bench/train.py
 

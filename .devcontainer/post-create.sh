@@ -32,5 +32,5 @@ optional azurite npm install --global --no-fund --no-audit azurite@3.35.0
 if ((${#failed[@]})); then
   echo "Ready, without: ${failed[*]}. 'make test', 'make demo' work; see the messages above." >&2
 else
-  echo "Ready: 'make test', 'make demo'; deployment: fill in .env, then see the operator guide in README.md."
+  echo "Ready: 'make test', 'make demo'; deployment: fill in .env, then see docs/operator-guide.md."
 fi

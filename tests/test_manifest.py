@@ -430,11 +430,11 @@ def test_requirements_pin_every_runtime_dependency_within_pyproject_ranges() -> 
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req.specifier}"
 
 
-# --- the operator guide's twin table -------------------------------------------------------------
+# --- the reference's twin table ------------------------------------------------------------------
 
 def test_operator_guide_twin_table_matches_settings() -> None:
-    guide = (REPO / "README.md").read_text()
-    section = guide.split("### Module twin settings", 1)[1].split("\n### ", 1)[0]
+    guide = (REPO / "docs" / "reference.md").read_text()
+    section = guide.split("## Module twin: desired properties", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
         m = re.match(r"\|\s*`([a-z0-9_.]+)`\s*\|\s*([^|]+)\|", line)
@@ -444,7 +444,7 @@ def test_operator_guide_twin_table_matches_settings() -> None:
     flat = {k: v for k, v in defaults.items() if not isinstance(v, dict)}
     flat.update({f"{k}.{kk}": vv for k, v in defaults.items() if isinstance(v, dict) for kk, vv in v.items()})
     for key, value in flat.items():
-        assert key in rows, f"twin setting {key} is missing from the operator guide's table"
+        assert key in rows, f"twin setting {key} is missing from the table in docs/reference.md"
         shown = rows[key]
         if value is None or value == "":
             continue  # "from the model card" / "none"

@@ -1,4 +1,4 @@
-"""``python -m audioclassifier``: the edge module's entry point (see ``--help`` and README.md).
+"""``python -m audioclassifier``: the edge module's entry point (see ``--help`` and docs/module.md).
 
 Exit status: 0 when the source ended or a signal stopped the module, 1 when the runtime failed,
 2 for a configuration problem (bad option, missing or malformed model, unusable source);

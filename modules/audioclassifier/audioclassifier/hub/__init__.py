@@ -2,7 +2,7 @@
 
 Used when the module runs under IoT Edge (``IOTEDGE_*``) or with ``EdgeHubConnectionString``
 (:func:`audioclassifier.config.hub_configured`); otherwise the module stays in local mode.
-:class:`HubApp` wires the parts (docs/architecture.md).
+:class:`HubApp` wires the parts (docs/architecture.md; operators: docs/iot-hub.md).
 """
 
 from . import redact as _redact
