@@ -328,3 +328,32 @@ def test_calibrate_method_runs_in_the_background_and_reports_the_threshold(modul
     assert body["threshold"] == result["threshold"] and body["calibration"]["state"] == "done"
     module.proc.send_signal(signal.SIGTERM)
     assert module.wait(30) == 0
+
+
+def test_twin_null_returns_to_the_start_value_and_upload_settings_are_enforced(module, hub, azurite, recordings) -> None:
+    """Through the real module: a twin null used to reset a setting to the code's default (a device
+    started with AUSCULT_HOP_SECONDS=0.5 got 1.0), and upload.enabled / max_per_hour were validated,
+    reported and never read (with enabled false every clip was still uploaded)."""
+    container = module.env["AUSCULT_BLOB_CONTAINER"]
+    module.env["AUSCULT_HOP_SECONDS"] = "0.5"
+    hub.set_desired({"upload": {"enabled": False, "max_per_hour": 60}})
+    module.start(recordings["short"], recordings["model"], speed="2")
+    hub.wait_for(lambda h: (h.reported.get("settings") or {}).get("upload", {}).get("enabled") is False, 30)
+    hub.set_desired({"hop_seconds": 2.0})
+    hub.wait_for(lambda h: (h.reported.get("settings") or {}).get("hop_seconds") == 2.0, 15)
+    hub.set_desired({"hop_seconds": None})
+    hub.wait_for(lambda h: (h.reported.get("settings") or {}).get("hop_seconds") == 0.5, 15)
+    assert module.wait(60) == 0
+    n = module.alerts_emitted(1)
+    assert n >= 2
+    hub.wait_for(lambda h: len(h.outputs("alerts")) >= n, 15)  # alerts go out regardless
+    spooled = spool_clips(module.env)
+    assert len(spooled) == n and azurite.blobs(container) == {}  # not one clip uploaded
+    assert hub.reported["status"]["uploads"]["paused"] == "disabled"
+
+    # Enabled again, at most 2 an hour: two go, the rest wait in the spool.
+    hub.set_desired({"upload": {"enabled": True, "max_per_hour": 2}})
+    module.start(recordings["healthy"], recordings["model"], speed="1")
+    assert wait_until(lambda: len(azurite.blobs(container)) == 2, 30), azurite.blobs(container).keys()
+    assert module.wait(60) == 0
+    assert len(azurite.blobs(container)) == 2 and len(spool_clips(module.env)) == n - 2
