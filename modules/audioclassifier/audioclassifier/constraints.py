@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from audioclassifier.errors import AuscultError
 
-__all__ = ["METHODS", "OPTIONS", "SETTINGS", "ConstraintError", "Param", "check_arguments"]
+__all__ = ["METHODS", "OPTIONS", "SETTINGS", "ConstraintError", "Param", "check_arguments", "markdown_table"]
 
 
 class ConstraintError(AuscultError, ValueError):
@@ -71,6 +71,8 @@ class Param:
     nullable: bool = False
     strip: bool = False  # surrounding white space is dropped before the checks
     secret: bool = False  # never echoed back in reports or logs
+    accepts: str | None = None  # the accepted values in words, where the rule's own rendering is unclear
+    default_text: str | None = None  # the default in words ("from the model card")
 
     # -- checking ------------------------------------------------------------------------------
 
@@ -159,6 +161,8 @@ class Param:
 
     def accepted(self) -> str:
         """What is accepted, in words ("0.05 to 60", "whole number 1 to 100", "`AUTO`, `CPU`")."""
+        if self.accepts is not None:
+            return self.accepts
         if self.kind is bool:
             return "`true` or `false`"
         if self.choices is not None:
@@ -184,6 +188,20 @@ def _num(v: float) -> str:
     return f"{v:g}"
 
 
+def markdown_table(table: Mapping[str, Param], *, first: str = "Setting") -> str:
+    """The table as Markdown (docs/reference.md holds it verbatim; a test compares)."""
+    rows = [f"| {first} | Default | Accepted values | Meaning |", "|---|---|---|---|"]
+    for p in table.values():
+        if p.default_text is not None:
+            default = p.default_text
+        elif isinstance(p.default, bool):
+            default = str(p.default).lower()
+        else:
+            default = str(p.default)
+        rows.append(f"| `{p.name}` | {default} | {p.accepted()} | {p.doc} |")
+    return "\n".join(rows)
+
+
 def check_arguments(method: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """A direct method's arguments checked against :data:`METHODS`: unknown names refused,
     missing ones given their defaults. Raises :class:`ConstraintError` for the first bad one."""
@@ -202,7 +220,8 @@ _SHA256 = r"[0-9a-fA-F]{64}"
 #: The module twin's desired properties (live settings). Nested ones are dotted.
 SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("threshold", float, None, "anomaly score over which a window counts; the model card's "
-          "calibrated threshold when unset", lo=-1e9, hi=1e9, nullable=True),
+          "calibrated threshold when unset", lo=-1e9, hi=1e9, nullable=True,
+          accepts="a finite number (-1e9 to 1e9)", default_text="from the model card"),
     Param("hop_seconds", float, 1.0, "seconds between the starts of consecutive scored windows", lo=0.05, hi=60.0),
     Param("consecutive", int, 2, "windows in a row over the threshold before an alert", lo=1, hi=100),
     Param("cooldown_seconds", float, 30.0, "quiet time after an alert before the next one for the machine",
@@ -219,9 +238,12 @@ SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("upload.max_per_hour", int, 60, "clip uploads per hour at most (a flapping machine cannot flood "
           "storage; the rest stay in the spool)", lo=0, hi=3600),
     Param("model.url", str, "", "a new model to download (over-the-air update)",
-          pattern=r"(https|file)://\S+", max_length=2048, secret=True),
-    Param("model.sha256", str, "", "its SHA-256; the model is used only if it matches", pattern=_SHA256),
-    Param("model.version", str, "", "the version to report; the old model stays on any failure", max_length=128),
+          pattern=r"(https|file)://\S+", max_length=2048, secret=True, accepts="`https://` or `file://` URL",
+          default_text="none"),
+    Param("model.sha256", str, "", "its SHA-256; the model is used only if it matches", pattern=_SHA256,
+          accepts="64 hexadecimal characters", default_text="none"),
+    Param("model.version", str, "", "the version to report; the old model stays on any failure", max_length=128,
+          accepts="1 to 128 characters", default_text="none"),
     Param("machine", str, "machine", "the machine's name in messages (the deployment sets it from "
           "`AUSCULT_MACHINE_NAME`)", max_length=128, strip=True),
 )}
@@ -234,7 +256,8 @@ METHODS: dict[str, dict[str, Param]] = {
     "captureClip": {p.name: p for p in (
         # The call blocks until the clip is written, and IoT Hub waits at most 300 s for an answer.
         Param("seconds", float, 10.0, "seconds of audio to record", lo=0.0, hi=60.0, lo_open=True),
-        Param("label", str, "field", "the clip's label (in its name)", pattern=_LABEL),
+        Param("label", str, "field", "the clip's label (in its name)", pattern=_LABEL,
+              accepts="1-64 letters, digits, `-` or `_`, starting with a letter or digit"),
     )},
     "calibrate": {p.name: p for p in (
         Param("seconds", float, 300.0, "seconds of the machine's healthy sound to fit the threshold to",
