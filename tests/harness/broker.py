@@ -16,8 +16,8 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .certs import TlsFiles
 from .procs import free_port, port_open, stop_process, wait_port

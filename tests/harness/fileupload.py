@@ -44,7 +44,7 @@ class FileUploadHub:
             def log_message(self, *args: Any) -> None:  # quiet, and never print the SAS header
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 path = self.path.split("?", 1)[0].strip("/").split("/")

@@ -46,7 +46,7 @@ class StallableProxy:
         while not self._stop.is_set():
             try:
                 client, _ = self._server.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -161,7 +161,7 @@ class OpenVinoBackend:
         _configure_devices(core, precision)
         try:
             model = core.read_model(str(path))
-        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError and friends
+        except Exception as exc:
             raise ModelError(path, f"OpenVINO cannot read it ({_first_line(exc)})") from exc
         self.metadata: dict[str, str] = {}
         if model.has_rt_info(["framework", CARD_KEY]):
@@ -170,7 +170,7 @@ class OpenVinoBackend:
         self.outputs = [o.get_any_name() for o in model.outputs]
         try:
             self._compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": "LATENCY"})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ModelError(path, f"OpenVINO cannot compile it for {device} ({_first_line(exc)})") from exc
         try:
             devices = [str(d) for d in self._compiled.get_property("EXECUTION_DEVICES")]
@@ -278,7 +278,7 @@ def _check(path: Path, backend: Any) -> tuple[ModelCard, str]:
     x = np.zeros((1, card.features.n_mels, card.window_frames), dtype=np.float32) - 60.0
     try:
         out = np.asarray(backend.infer(x))
-    except Exception as exc:  # noqa: BLE001 - shape mismatches surface here
+    except Exception as exc:
         raise ModelError(path, f"does not score a ({card.features.n_mels}, {card.window_frames}) log-mel window "
                                f"as its card describes ({_first_line(exc)})") from exc
     n = 1 if card.kind == "anomaly" else len(card.labels)

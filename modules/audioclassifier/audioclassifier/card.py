@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from audioclassifier.features import LogMelParams
 from audioclassifier.errors import AuscultError
+from audioclassifier.features import LogMelParams
 
 __all__ = ["CARD_KEY", "SCHEMA_VERSION", "CardError", "ModelCard", "card_from_metadata", "read_card"]
 
@@ -84,7 +85,7 @@ class ModelCard:
         return self.labels.index(self.normal_label)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, source: str = "") -> "ModelCard":
+    def from_dict(cls, d: Mapping[str, Any], *, source: str = "") -> ModelCard:
         """Validate a parsed card; every problem raises :class:`CardError` naming the field."""
         if not isinstance(d, Mapping):
             raise CardError(source, f"model card must be a JSON object, got {type(d).__name__}")
@@ -139,7 +140,7 @@ class ModelCard:
         )
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "") -> "ModelCard":
+    def from_json(cls, text: str, *, source: str = "") -> ModelCard:
         """Parse and validate card JSON."""
         try:
             d = json.loads(text)

@@ -14,9 +14,10 @@ twin ``null`` returns a setting to (:meth:`Settings.apply_patch`'s ``start``).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from audioclassifier.constraints import OPTIONS, SETTINGS, Param
 from audioclassifier.errors import FatalError
@@ -156,6 +157,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
             default = value
             if kw.get("type") is not None:
                 kw["type"] = _naming_env(kw["type"], env_name(dest), value)
+            choices = kw.get("choices")
+            if choices is not None:  # argparse checks the choices of typed values only
+                try:
+                    shown = kw["type"](value) if kw.get("type") is not None else value
+                except argparse.ArgumentTypeError as exc:
+                    p.error(f"{env_name(dest)}={value!r}: {exc}")
+                if shown not in choices:
+                    p.error(f"{env_name(dest)}={value!r}: choose from {', '.join(map(str, choices))}")
         group.add_argument(*flags, dest=dest, default=default, help=f"{help} [env {env_name(dest)}]", **kw)
 
     def add_param(param: Param, flag: str, *, default: Any = None) -> None:
@@ -210,22 +219,6 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
-def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse; defaults taken from the environment are converted and checked like typed values."""
-    args = parser.parse_args(argv)
-    for action in parser._actions:
-        value = getattr(args, action.dest, None)
-        if isinstance(value, str) and action.type is not None and action.default is value:
-            try:
-                value = action.type(value)  # type: ignore[operator]
-            except argparse.ArgumentTypeError as exc:
-                parser.error(f"{env_name(action.dest)}={value!r}: {exc}")
-            setattr(args, action.dest, value)
-        if action.choices is not None and value is not None and value not in action.choices:
-            parser.error(f"{env_name(action.dest)}={value!r}: choose from {', '.join(map(str, action.choices))}")
-    return args
-
-
 def _hub(env: Mapping[str, str]) -> HubConfig:
     def megabytes(name: str) -> int:
         param = OPTIONS[name]
@@ -261,7 +254,7 @@ def hub_config(env: Mapping[str, str]) -> HubConfig:
 def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
     """Command line and environment → :class:`Config`. A bad option exits 2 (argparse's way);
     a bad hub variable or setting raises :class:`ConfigError`."""
-    args = _parse(build_parser(env), argv)
+    args = build_parser(env).parse_args(argv)
     given = {k: getattr(args, k) for k in SETTINGS_OPTIONS if getattr(args, k, None) is not None}
     try:
         settings = Settings.from_mapping(given)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -93,7 +94,7 @@ class LogMelParams:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LogMelParams":
+    def from_dict(cls, d: Mapping[str, Any]) -> LogMelParams:
         """Build from a mapping, ignoring keys that are not front-end parameters."""
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}

@@ -9,7 +9,8 @@ the model scores a synthetic window to a finite number, the same twice.
 from __future__ import annotations
 
 import platform
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -12,8 +12,9 @@ started with ``AUSCULT_HOP_SECONDS=0.5`` keeps 0.5 when the twin drops ``hop_sec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from audioclassifier.constraints import DEVICES, PRECISIONS, SETTINGS, ConstraintError
 from audioclassifier.errors import AuscultError
@@ -72,15 +73,15 @@ class Settings:
         return asdict(self)
 
     @classmethod
-    def from_mapping(cls, d: Mapping[str, Any]) -> "Settings":
+    def from_mapping(cls, d: Mapping[str, Any]) -> Settings:
         """Strict build from a mapping (e.g. a config file): any bad value raises SettingsError."""
         new, errors = cls().apply_patch(d)
         if errors:
             raise errors[0]
         return new
 
-    def apply_patch(self, patch: Mapping[str, Any], *, start: "Settings | None" = None,
-                    ) -> tuple["Settings", list[SettingsError]]:
+    def apply_patch(self, patch: Mapping[str, Any], *, start: Settings | None = None,
+                    ) -> tuple[Settings, list[SettingsError]]:
         """Apply a desired-properties patch; refuse bad fields one by one, keeping their old value.
 
         Keys starting with ``$`` (``$version``) are twin metadata and ignored; unknown keys are

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..config import HubConfig
 from ..settings import ModelRef, Settings
@@ -159,7 +160,7 @@ class HubApp:
         if settings.model != ref:
             try:
                 self.control.apply_settings(replace(settings, model=ref))
-            except Exception:  # noqa: BLE001 - the model is in; the settings echo is cosmetic
+            except Exception:
                 log.exception("hub: recording the model reference in the settings failed")
         self.reporter.report_status()
 

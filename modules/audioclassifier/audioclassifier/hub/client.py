@@ -23,7 +23,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
 
@@ -108,7 +109,7 @@ class HubClient:
 
     @classmethod
     def from_edge_environment(cls, outbox: Outbox, *, on_desired: DesiredHandler, on_method: MethodHandler,
-                              reconnect_seconds: float = 10.0) -> "HubClient":
+                              reconnect_seconds: float = 10.0) -> HubClient:
         """Build from the IoT Edge environment, which the SDK reads itself
         (:func:`audioclassifier.config.hub_configured`); nothing connects yet."""
         client = IoTHubModuleClient.create_from_edge_environment(
@@ -254,7 +255,7 @@ class HubClient:
         self.resyncs += 1
         try:
             self._on_desired(desired, True)
-        except Exception:  # noqa: BLE001 - a bad handler must not stop the hub
+        except Exception:
             log.exception("hub: applying the desired properties failed")
         self._ready.set()
 
@@ -298,13 +299,13 @@ class HubClient:
         self._desired_version = max(self._desired_version, version)
         try:
             self._on_desired(dict(patch), False)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("hub: applying a desired-properties patch failed")
 
     def _handle_method(self, request: Any) -> None:
         try:
             status, payload = self._on_method(request.name, request.payload)
-        except Exception as exc:  # noqa: BLE001 - a method never kills the handler thread
+        except Exception as exc:
             log.exception("hub: method %s failed", request.name)
             status, payload = 500, {"error": f"{type(exc).__name__}: {exc}"}
         try:

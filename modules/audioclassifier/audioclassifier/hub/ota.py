@@ -17,8 +17,9 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..card import CardError, ModelCard, read_card
 from ..errors import AuscultError

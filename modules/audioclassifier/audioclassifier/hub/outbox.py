@@ -14,9 +14,11 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
 from ..errors import AuscultError
 
 __all__ = ["DROP_ORDER", "Entry", "Outbox", "OutboxError", "OutboxStats"]
@@ -208,7 +210,7 @@ class Outbox:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _tx(self) -> "_Transaction":
+    def _tx(self) -> _Transaction:
         return _Transaction(self._db)
 
     def _get(self, name: str) -> int:

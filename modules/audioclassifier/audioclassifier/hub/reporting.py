@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .redact import redact
 
@@ -78,5 +79,5 @@ class Reporter:
         while not self._stop.wait(self._interval):
             try:
                 self.report_status()
-            except Exception:  # noqa: BLE001 - a reporting problem must not end the reports
+            except Exception:
                 log.exception("hub: periodic report failed")

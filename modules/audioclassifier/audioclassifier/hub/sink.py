@@ -9,8 +9,8 @@ straight into the spool (:attr:`clip_dir`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..events import message_properties
 from .outbox import Outbox, OutboxError

@@ -15,8 +15,9 @@ returns what to apply, what it refused and why, and which model the twin asks fo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from ..settings import ModelRef, Settings
 

@@ -25,8 +25,9 @@ import threading
 import time
 import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from .. import clips
 from ..config import UploadTarget
@@ -70,14 +71,14 @@ class BlobTarget:
 
     @classmethod
     def from_connection_string(cls, conn_str: str, container: str = DEFAULT_CONTAINER, *,
-                               verify: bool | str = True) -> "BlobTarget":
+                               verify: bool | str = True) -> BlobTarget:
         from azure.storage.blob import ContainerClient
 
         return cls(ContainerClient.from_connection_string(conn_str, container, connection_verify=verify,
                                                           **_BLOB_OPTIONS))
 
     @classmethod
-    def from_sas_url(cls, url: str, *, verify: bool | str = True) -> "BlobTarget":
+    def from_sas_url(cls, url: str, *, verify: bool | str = True) -> BlobTarget:
         from azure.storage.blob import ContainerClient
 
         target = cls(ContainerClient.from_container_url(url, connection_verify=verify, **_BLOB_OPTIONS))
@@ -113,7 +114,7 @@ class FileUploadTarget:
         self._verify = verify
 
     @classmethod
-    def from_connection_string(cls, conn_str: str, *, ca_file: str | None = None) -> "FileUploadTarget":
+    def from_connection_string(cls, conn_str: str, *, ca_file: str | None = None) -> FileUploadTarget:
         from azure.iot.device import IoTHubDeviceClient
 
         kwargs: dict[str, Any] = {}
@@ -269,7 +270,7 @@ class Uploader:
         if self._on_result:
             try:
                 self._on_result(result)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("uploader: result callback failed")
 
     def _loop(self) -> None:
