@@ -104,7 +104,7 @@ class OnnxRuntimeBackend:
         return self._sess.run([self._out or self.outputs[0]], {self.inputs[0][0]: x})[0]
 
     def close(self) -> None:
-        self._sess = None  # type: ignore[assignment]
+        self._sess = None
 
 def import_openvino() -> Any:
     """``import openvino`` without its usage telemetry (see the module docstring)."""

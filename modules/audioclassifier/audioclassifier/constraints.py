@@ -179,6 +179,7 @@ class Param:
                         f"{')' if self.hi_open else ']'}")
             if self.lo is not None:
                 return f"{whole}{'>' if self.lo_open else '>='} {_num(self.lo)}"
+            assert self.hi is not None
             return f"{whole}{'<' if self.hi_open else '<='} {_num(self.hi)}"
         if self.pattern is not None:
             return f"text matching `{self.pattern}`"

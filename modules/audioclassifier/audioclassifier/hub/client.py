@@ -218,7 +218,7 @@ class HubClient:
         self._wake_sender.set()
         if self.connects == 1:
             # Set once: the SDK calls it on every connect and disconnect, its own reconnects included.
-            self._client.on_connection_state_change = self._on_connection_state_change
+            self._client.on_connection_state_change = self._on_connection_state_change  # type: ignore[assignment]
             self._client.on_background_exception = self._on_background_exception
         log.info("hub: connected")
 

@@ -132,7 +132,7 @@ class Outbox:
             self._set(f"seq.{output}", max(seq, last))
             self._set("bytes", self._get("bytes") + size)
             self._enforce_quota()
-            return Entry(int(cur.lastrowid), output, seq, body, props, now, 0)
+            return Entry(int(cur.lastrowid or 0), output, seq, body, props, now, 0)
 
     def _enforce_quota(self) -> None:
         while self._get("bytes") > self.quota_bytes:
