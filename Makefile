@@ -52,16 +52,14 @@ bench-train: $(VENV)/.dev
 	$(PY) bench/shift.py
 
 # The module's default model: an anomaly model trained on synthetic machine sounds (reproducible).
-# The method is pinned (gmm4 on the spectrum's shape): --method auto picks knn:spread here, which held
-# up better on generated anomalies but lost unseen synthetic machines at -6 dB (file AUC 0.89 vs 0.96).
-# It has the `embedding` output and the card's `learning` block (on-site learning, ml train's default).
+# Not rebuilt with this round's training yet (README: generalisation under shift): the candidate
+# (--method gmm4:shape, with the embedding output) failed tests/test_calibration.py.
 MODEL_DATA := build/model-data
 model: $(VENV)/.dev
 	rm -rf $(MODEL_DATA)
 	$(PY) -m ml synth --out $(MODEL_DATA) --seed 1 --labels normal --first-machine-id 100 --machines 64 \
 		--clips-per-class 4 --snr-db -6 --snr-db 0 --snr-db 6
 	$(PY) -m ml train --data $(MODEL_DATA) --kind anomaly --seed 1 --window-seconds 2.0 --percentile 99.5 \
-		--method gmm4:shape \
 		--dataset-note "Auscult synthetic machine sounds (python -m ml synth --seed 1): normal only, \
 	machine IDs 100-163, 4 clips of 10 s each, SNR -6/0/+6 dB" \
 		--out modules/audioclassifier/models/model.onnx
