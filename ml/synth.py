@@ -36,7 +36,9 @@ __all__ = [
     "MachineParams",
     "machine_params",
     "mix_at_snr",
+    "apply_gain_db",
     "severity_profile",
+    "shifted_machine",
     "synth_background",
     "synth_clip",
     "synth_recording",
@@ -230,6 +232,38 @@ def severity_profile(
     if not ramp_seconds > 0:
         raise ValueError(f"ramp_seconds must be > 0 (a step would click), got {ramp_seconds!r}")
     return np.clip((np.asarray(t, dtype=np.float64) - fault_start) / ramp_seconds, 0.0, 1.0) * max_severity
+
+
+def shifted_machine(machine: MachineParams, *, speed: float = 0.0, load_db: float = 0.0) -> MachineParams:
+    """The same machine at another operating point: domain shift without a fault.
+
+    ``speed`` is a relative change of the shaft rate (0.05 = 5 % faster: every tone moves with it).
+    ``load_db`` changes the machine's working load: the flow noise rises by ``load_db`` and the
+    blade-pass harmonics above the fundamental by half of it (more pressure, more turbulence). The
+    healthy machine is still calibrated to unit power, so load changes the spectrum's shape, not the
+    level (use :func:`apply_gain_db` for a microphone's gain).
+    """
+    if not (math.isfinite(speed) and -0.5 < speed < 1.0):
+        raise ValueError(f"speed must be a relative change in (-0.5, 1), got {speed!r}")
+    if not (math.isfinite(load_db) and abs(load_db) <= 20.0):
+        raise ValueError(f"load_db must be within +-20 dB, got {load_db!r}")
+    if speed == 0.0 and load_db == 0.0:
+        return machine
+    import dataclasses
+
+    blade = tuple(a if m == 0 else a * 10 ** (load_db / 40) for m, a in enumerate(machine.blade_harmonics))
+    return dataclasses.replace(machine, shaft_hz=machine.shaft_hz * (1.0 + speed),
+                               flow_noise_db=machine.flow_noise_db + load_db, blade_harmonics=blade)
+
+
+def apply_gain_db(x: np.ndarray, gain_db: float) -> np.ndarray:
+    """``x`` scaled by ``gain_db`` (a microphone's gain or distance), clipped to the peak limit."""
+    if not math.isfinite(gain_db):
+        raise ValueError(f"gain_db must be finite, got {gain_db!r}")
+    if gain_db == 0.0:
+        return x
+    y = np.asarray(x, dtype=np.float32) * np.float32(10 ** (gain_db / 20))
+    return np.clip(y, -PEAK_LIMIT, PEAK_LIMIT, out=y)
 
 
 # --------------------------------------------------------------------------------------------

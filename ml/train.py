@@ -23,7 +23,9 @@ import torch
 
 from audioclassifier.card import ModelCard
 from audioclassifier.features import LogMelParams
-from ml.anomaly import AnomalyConfig, fit_method, score_windows
+from audioclassifier.learning import FORMAT_VERSION as LEARNING_FORMAT
+from audioclassifier.learning import MIN_WINDOWS, WARN_WINDOWS, LearningError, check_window_count
+from ml.anomaly import AnomalyConfig, fit_method, fit_stats, score_windows, selection_report
 from ml.calibrate import confidence_threshold, gamma_threshold
 from ml.classifier import ClassifierConfig, fit_classifier, predict_probs
 from ml.dataset import scan_tree
@@ -60,6 +62,10 @@ class TrainOptions:
     channel: int | None = None
     confidence_keep: float = 0.95
     dataset_note: str = ""
+    #: anomaly: add the ``embedding`` output and the card's ``learning`` block (on-site learning)
+    embedding: bool = True
+    #: the on-site learner the card recommends (``audioclassifier.learning`` methods)
+    learning_method: str = "mahalanobis"
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
@@ -110,9 +116,32 @@ def _version(kind: str, proto_bytes: bytes) -> str:
     return f"{kind}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d}-{h}"
 
 
+def auto_candidates(cfg: AnomalyConfig) -> list[str]:
+    """The candidates ``--method auto`` fits: each statistics method on each feature set, and the AE."""
+    names = []
+    for feats in cfg.feature_sets:
+        names += [f"mahalanobis:{feats}"] + [f"gmm{k}:{feats}" for k in cfg.gmm_components if k > 1]
+        names.append(f"knn:{feats}")
+    return names + ["ae"]
+
+
+def _candidates(o: TrainOptions) -> list[str]:
+    if o.method == "auto":
+        return auto_candidates(o.anomaly)
+    if o.method == "gmm":
+        return [f"gmm{k}" for k in o.anomaly.gmm_components]
+    return [o.method]
+
+
 def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
              say: Callable[[str], None]) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Fit the candidates on normal training windows; pick by validation AUC (or normal likelihood)."""
+    """Fit the candidates on normal training windows; pick the one that detects best under shift.
+
+    The choice (:func:`ml.anomaly.selection_report`) scores held-out groups' normal windows, the
+    same windows at another speed and gain, generated anomalies, and the real abnormal windows if
+    the tree has any: never the normal scores alone. The threshold rests on the held-out normal
+    windows: fewer than MIN_WINDOWS are refused, fewer than WARN_WINDOWS give a warning.
+    """
     labels, fi = ws.labels, ws.file_index
     in_tr, in_va = np.isin(fi, tr), np.isin(fi, va)
     normal = labels == o.normal_label
@@ -127,45 +156,45 @@ def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
     y_va = np.concatenate([np.zeros(len(x_vn), bool), np.ones(int(abn_va.sum()), bool)])
     if len(x_tr) < 4:
         raise TrainError(f"only {len(x_tr)} normal training windows: need more '{o.normal_label}' audio")
+    try:
+        warning = check_window_count(len(x_vn), what="normal validation windows of held-out groups")
+    except LearningError as exc:
+        raise TrainError(f"{exc} (at least {MIN_WINDOWS}; {WARN_WINDOWS} or more for a steady threshold)") from None
+    if warning:
+        say(f"WARNING: {warning}")
+        log.warning("%s", warning)
     say(f"anomaly: {len(x_tr)} normal training windows; validation: {len(x_vn)} normal, "
-        f"{int(y_va.sum())} abnormal windows ({abn_note if y_va.any() else 'none: choosing by normal likelihood'})")
-    if o.method == "auto":
-        names = ["mahalanobis"] + [f"gmm{k}" for k in o.anomaly.gmm_components if k > 1] + ["ae"]
-        if not y_va.any():  # only likelihoods of one family compare: the mixtures (1 component = Gaussian)
-            names = [f"gmm{k}" for k in o.anomaly.gmm_components]
-    elif o.method == "gmm":
-        names = [f"gmm{k}" for k in o.anomaly.gmm_components]
-    else:
-        names = [o.method]
+        f"{int(y_va.sum())} abnormal windows ({abn_note if y_va.any() else 'none: generated anomalies only'})")
+    names = _candidates(o)
+    x_abn = ws.x[abn_va] if y_va.any() else None
     results: dict[str, dict[str, Any]] = {}
     models: dict[str, torch.nn.Module] = {}
     for name in names:
         t0 = time.perf_counter()
         say(f"fitting {name} ...")
-        m = fit_method(name, x_tr, o.anomaly, seed=o.seed, epochs=o.epochs, x_val=x_vn, progress=say)
+        try:
+            m = fit_method(name, x_tr, o.anomaly, seed=o.seed, epochs=o.epochs, x_val=x_vn, progress=say)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
         r: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - t0, 2)}
-        s_va = score_windows(m, x_va) if len(x_va) else np.empty(0)
-        if y_va.any() and (~y_va).any():
-            auc, pauc = binary_auc(y_va, s_va)
-            r.update(val_auc=round(auc, 4), val_pauc=round(pauc, 4))
-            key = auc
-        else:
-            r["val_normal_score"] = round(float(np.mean(s_va[~y_va])), 4) if (~y_va).any() else None
-            key = -r["val_normal_score"] if r["val_normal_score"] is not None else 0.0
-        r["key"] = key
-        say(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "key"))
+        if len(names) > 1:
+            r.update(selection_report(m, x_vn, x_abnormal=x_abn, seed=o.seed, sample_rate=o.params.sample_rate))
+        say(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
         results[name] = r
         models[name] = m
-    best = max(names, key=lambda n: (round(results[n]["key"], 3), -names.index(n)))  # ties: the cheaper one
+    best = max(names, key=lambda n: (round(results[n].get("key", 0.0), 3), -names.index(n)))  # ties: the cheaper
     say(f"chosen method: {best}")
     model = models[best]
     info: dict[str, Any] = {"method": best, "candidates": results, "abnormal_validation": abn_note if y_va.any() else None}
-    # threshold from the chosen model's normal validation scores (training scores if none are held out)
-    s_vn = score_windows(model, x_vn) if len(x_vn) >= 3 else score_windows(model, x_tr)
+    s_vn = score_windows(model, x_vn)
     g = gamma_threshold(s_vn, percentile=o.percentile)
     info["threshold"] = g
-    info["selection"] = ("validation AUC, normal vs abnormal windows" if y_va.any()
-                         else "lowest mean score of held-out normal windows (no abnormal validation data)")
+    info["threshold_warning"] = warning
+    info["selection"] = ("mean pAUC (max FPR 0.1) of held-out groups' normal windows, also shifted in speed "
+                         "(+-6 %) and gain (+-10 dB), against generated anomalies (" + ", ".join(
+                             ("tone", "tilt", "impulses", "band noise", "modulation")) + ")"
+                         + (" and, half-weighted, the real abnormal validation windows" if y_va.any() else "")
+                         if len(names) > 1 else f"fixed by --method {o.method}")
     if y_va.any() and (~y_va).any():
         s_va = score_windows(model, x_va)
         auc, pauc = binary_auc(y_va, s_va)
@@ -173,8 +202,17 @@ def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
         info["metrics"] = {"auc": round(auc, 4), "pauc": round(pauc, 4),
                            "accuracy": round(float((dec == y_va).mean()), 4)}
     else:
-        info["metrics"] = {"auc": None, "pauc": None,
-                           "accuracy": round(float((score_windows(model, x_vn) <= g.threshold).mean()), 4) if len(x_vn) else None}
+        info["metrics"] = {"auc": None, "pauc": None, "accuracy": round(float((s_vn <= g.threshold).mean()), 4)}
+    if o.embedding:
+        feats = o.anomaly.learning_features
+        learn = fit_stats(x_tr, o.anomaly, o.anomaly.feature_sets[feats])
+        model.learning_stats = learn  # exported as the `embedding` output (ml.export.to_onnx)
+        info["learning"] = {
+            "supported": True, "embedding": "embedding", "dim": int(learn.dim), "method": o.learning_method,
+            "k": o.anomaly.knn_k, "features": f"{feats}: {'+'.join(learn.parts)}, {learn.band_pool} mel bands pooled, "
+                                             "standardised on the training windows",
+            "percentile": o.percentile, "min_windows": MIN_WINDOWS, "warn_windows": WARN_WINDOWS,
+            "format": LEARNING_FORMAT, "learner": "audioclassifier.learning.fit_normal"}
     return model, info
 
 
@@ -254,6 +292,10 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
         g = info["threshold"]
         threshold, threshold_method = g.threshold, g.method
         extra: dict[str, Any] = {"method": info["method"]}
+        if info.get("threshold_warning"):
+            extra["threshold_warning"] = info["threshold_warning"]
+        if info.get("learning"):
+            extra["learning"] = info["learning"]
         context = int(getattr(model, "context", 1))
     else:
         labels = [o.normal_label] + [lab for lab in labels_all if lab != o.normal_label]
@@ -266,7 +308,7 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
         context = 1
     seconds = time.perf_counter() - t_start
     frames = ws.x.shape[2]
-    proto = to_onnx(model, kind=o.kind, n_mels=o.params.n_mels, frames=frames)
+    proto = to_onnx(model, kind=o.kind, n_mels=o.params.n_mels, frames=frames, embedding="learning" in extra)
     trained = {
         "dataset": o.dataset_note or describe_dataset(data, ws),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -281,7 +323,7 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
         "train_seconds": round(seconds, 1),
     }
     if o.kind == "anomaly":
-        trained["candidates"] = {k: {kk: vv for kk, vv in v.items() if kk != "key"} for k, v in info["candidates"].items()}
+        trained["candidates"] = {k: dict(v) for k, v in info["candidates"].items()}
     else:
         trained["epochs"] = len(info["history"])
     metrics = {**info["metrics"], "on": "validation windows of held-out groups",

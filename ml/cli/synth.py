@@ -19,9 +19,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from audioclassifier.argtypes import finite, int_at_least, positive, unit
+from audioclassifier.argtypes import finite, int_at_least, number_in, positive, unit
 
-_TREE_ONLY = ("labels", "machines", "first_machine_id", "clips_per_class", "seconds", "severity_range")
+_TREE_ONLY = ("labels", "machines", "first_machine_id", "clips_per_class", "seconds", "severity_range",
+              "speed_jitter", "load_db_range", "gain_db_range")
 _LONG_ONLY = ("fault", "fault_start", "ramp_seconds", "max_severity", "machine_id")
 
 
@@ -60,6 +61,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         nargs=2,
         metavar=("MIN", "MAX"),
         help="fault severity of each clip is drawn uniformly from [MIN, MAX] (default 0.5 1.0)",
+    )
+    add = p.add_argument_group(
+        "domain shift (tree mode; each clip draws its own operating point, reproducibly; off by default)"
+    ).add_argument
+    add(
+        "--speed-jitter",
+        type=number_in(0.0, 0.5, open_hi=True),
+        metavar="J",
+        help="relative shaft-speed change drawn uniformly from [-J, J] per clip (0.1 = +-10 %%)",
+    )
+    add(
+        "--load-db-range",
+        type=finite,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="load change in dB drawn per clip: flow noise +X dB, blade-pass harmonics +X/2 dB",
+    )
+    add(
+        "--gain-db-range",
+        type=finite,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="microphone gain in dB drawn per clip (the whole clip, background included)",
     )
     add = p.add_argument_group("long-recording mode").add_argument
     add("--long-seconds", type=positive, metavar="S", help="write one recording this long to --out (a .wav)")
@@ -124,6 +148,10 @@ def _run_tree(args: argparse.Namespace, snrs: list[float], synth: ModuleType) ->
         return _error(args, f"--seconds {seconds} gives no samples")
     if args.out.exists() and not args.out.is_dir():
         return _error(args, f"--out {args.out} exists and is not a folder")
+    for name, rng_ in (("--load-db-range", args.load_db_range), ("--gain-db-range", args.gain_db_range)):
+        if rng_ is not None and not (rng_[0] <= rng_[1] and max(abs(rng_[0]), abs(rng_[1])) <= 20.0):
+            return _error(args, f"{name} needs MIN <= MAX within +-20 dB, got {rng_[0]:g} {rng_[1]:g}")
+    shifting = args.speed_jitter is not None or args.load_db_range is not None or args.gain_db_range is not None
 
     ids = list(range(first, first + machines))
     fleet = {i: synth.machine_params(i, seed=args.seed) for i in ids}
@@ -131,7 +159,9 @@ def _run_tree(args: argparse.Namespace, snrs: list[float], synth: ModuleType) ->
     count = 0
     with open(args.out / "manifest.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "label", "machine_id", "severity", "snr_db", "seed"])
+        # the shift columns appear only when a shift is asked for: default trees stay byte-identical
+        writer.writerow(["path", "label", "machine_id", "severity", "snr_db", "seed"]
+                        + (["speed", "load_db", "gain_db"] if shifting else []))
         for label in labels:
             code = synth.FAULTS.index(label)  # stable per label, whatever --labels' order
             for i in ids:
@@ -144,8 +174,10 @@ def _run_tree(args: argparse.Namespace, snrs: list[float], synth: ModuleType) ->
                         draw = np.random.default_rng(np.random.SeedSequence([args.seed, i, code, k, 1]))
                         severity = round(float(draw.uniform(sev_lo, sev_hi)), 4)
                     snr = snrs[k % len(snrs)]
+                    shift = _draw_shift(args, [args.seed, i, code, k, 2]) if shifting else (0.0, 0.0, 0.0)
+                    machine = synth.shifted_machine(fleet[i], speed=shift[0], load_db=shift[1])
                     x = synth.synth_clip(
-                        machine=fleet[i],
+                        machine=machine,
                         fault=label,
                         severity=severity,
                         seconds=seconds,
@@ -153,9 +185,12 @@ def _run_tree(args: argparse.Namespace, snrs: list[float], synth: ModuleType) ->
                         snr_db=snr,
                         rng=np.random.default_rng(clip_seed),
                     )
+                    x = synth.apply_gain_db(x, shift[2])
                     path = folder / f"{label}_id_{i:02d}_{k:04d}.wav"
                     soundfile.write(path, x, args.sample_rate, subtype="PCM_16")
                     row = [path.relative_to(args.out).as_posix(), label, i, severity, snr, clip_seed]
+                    if shifting:
+                        row += list(shift)
                     writer.writerow(row)
                     count += 1
     snr_text = ", ".join(f"{s:g}" for s in snrs)
@@ -171,6 +206,19 @@ def _run_tree(args: argparse.Namespace, snrs: list[float], synth: ModuleType) ->
             f"clogging speed {m.clog_shift:+.1%}"
         )
     return 0
+
+
+def _draw_shift(args: argparse.Namespace, entropy: list[int]) -> tuple[float, float, float]:
+    """``(speed, load_db, gain_db)`` of one clip, from its own seed (the clip's sound seed is untouched)."""
+    import numpy as np
+
+    r = np.random.default_rng(np.random.SeedSequence(entropy))
+    draws = r.random(3)
+    j = args.speed_jitter or 0.0
+    lo_l, hi_l = args.load_db_range or (0.0, 0.0)
+    lo_g, hi_g = args.gain_db_range or (0.0, 0.0)
+    return (round(float(j * (2 * draws[0] - 1)), 4), round(float(lo_l + (hi_l - lo_l) * draws[1]), 2),
+            round(float(lo_g + (hi_g - lo_g) * draws[2]), 2))
 
 
 def _run_long(args: argparse.Namespace, snrs: list[float], synth: ModuleType) -> int:

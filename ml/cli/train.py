@@ -25,8 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs of the networks (early stopping may end sooner)")
     p.add_argument("--window-seconds", type=float, default=2.0, help="model window (default 2.0 s)")
     p.add_argument("--hop-seconds", type=float, default=None, help="hop between training windows (default: half a window)")
-    p.add_argument("--method", default="auto", choices=("auto", "gmm", "mahalanobis", "ae"),
-                   help="anomaly method; auto fits all and keeps the best on validation (default)")
+    p.add_argument("--method", default="auto",
+                   help="anomaly method: auto, gmm, gmm<K>, mahalanobis, knn or ae, optionally :shape or :spread "
+                   "(the feature set, e.g. gmm4:spread); auto fits all and keeps the one that detects best on "
+                   "held-out machines, shifted speed/gain and generated anomalies (default)")
+    p.add_argument("--no-embedding", action="store_true",
+                   help="anomaly: leave out the embedding output and the card's learning block (on-site learning)")
     p.add_argument("--percentile", type=float, default=99.5,
                    help="anomaly threshold: percentile of the gamma fitted to normal validation scores (default "
                    "99.5: a module scoring a window every second should rarely alert on a healthy machine)")
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(data=args.data, kind=args.kind, out=args.out, seed=args.seed, epochs=args.epochs,
                         window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, method=args.method,
                         val_fraction=args.val_fraction, percentile=args.percentile, params=params,
-                        normal_label=args.normal_label, channel=args.channel, dataset_note=args.dataset_note)
+                        normal_label=args.normal_label, channel=args.channel, dataset_note=args.dataset_note,
+                        embedding=not args.no_embedding)
     opts.classifier.augment = args.augment
     try:
         train(opts, say=lambda s: print(s, flush=True))

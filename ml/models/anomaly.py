@@ -7,8 +7,14 @@ meaning more anomalous:
   (:class:`LogMelStats`) from the normal training windows (shrunk covariance);
 * :class:`GMMScorer`: negative log-likelihood under a Gaussian mixture fitted to the same statistics
   (normal sound of several machines or operating modes is multi-modal);
+* :class:`KNNScorer`: mean squared distance (per dimension) to the ``k`` nearest normal training
+  windows' statistics (a memory bank, as DCASE 2023-2024 first-shot systems use on embeddings);
 * :class:`DenseAutoencoder`: the DCASE 2020 Task 2 baseline, a dense autoencoder on 5-frame log-mel
   context; the score is the mean reconstruction error.
+
+The statistics-based scorers also have ``embed(x)``: the standardised statistics ``(batch, D)``
+they score. :class:`ScoreAndEmbedding` exports both (outputs ``score`` and ``embedding``), so that
+the edge module can fit a machine's own normal model on them (``audioclassifier.learning``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DenseAutoencoder", "GMMScorer", "LogMelStats", "MahalanobisScorer"]
+__all__ = ["DenseAutoencoder", "GMMScorer", "KNNScorer", "LogMelStats", "MahalanobisScorer", "ScoreAndEmbedding"]
 
 
 def _buf(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -56,10 +62,13 @@ class LogMelStats(nn.Module):
     * ``low``: the share of the window's power in the lowest mel bands (:func:`low_band_counts`), dB:
       an unbalanced rotor's 1x shaft tone and harmonics raise it whatever the machine;
     * ``std``: per-band standard deviation over time; ``delta``: mean absolute frame-to-frame change
-      (how steady each band is: impacts, modulation, intermittent noise).
+      (how steady each band is: impacts, modulation, intermittent noise);
+    * ``iqr``: per-band interquartile range over time (75th minus 25th percentile of the frames, dB):
+      the spread of ``std`` without its sensitivity to a rare loud event (a distant clank), and, like
+      ``relmean``, unchanged by a microphone's gain.
     """
 
-    PARTS = ("mean", "relmean", "level", "low", "std", "delta")
+    PARTS = ("mean", "relmean", "level", "low", "std", "delta", "iqr")
 
     def __init__(self, n_mels: int, *, band_pool: int = 1, parts: tuple[str, ...] = ("mean", "std", "delta")) -> None:
         super().__init__()
@@ -73,7 +82,8 @@ class LogMelStats(nn.Module):
         self.parts = tuple(parts)
         self.low_bands = low_band_counts(n_mels)
         bands = n_mels // band_pool
-        sizes = {"mean": bands, "relmean": bands, "std": bands, "delta": bands, "level": 1, "low": len(self.low_bands)}
+        sizes = {"mean": bands, "relmean": bands, "std": bands, "delta": bands, "iqr": bands, "level": 1,
+                 "low": len(self.low_bands)}
         self.dim = sum(sizes[p] for p in self.parts)
         self.register_buffer("center", torch.zeros(self.dim))
         self.register_buffer("scale", torch.ones(self.dim))
@@ -102,6 +112,10 @@ class LogMelStats(nn.Module):
                 out.append(torch.stack([torch.log(lin[:, :h].sum(dim=1) / total) / _DB for h in self.low_bands], dim=1))
             elif part == "std":
                 out.append(torch.sqrt(((xp - mean.unsqueeze(2)) ** 2).mean(dim=2) + 1e-6))
+            elif part == "iqr":
+                t = xp.shape[2]
+                srt = torch.sort(xp, dim=2).values  # nearest-rank quartiles (ONNX TopK)
+                out.append(srt[:, :, (3 * (t - 1)) // 4] - srt[:, :, (t - 1) // 4])
             else:
                 out.append((xp[:, :, 1:] - xp[:, :, :-1]).abs().mean(dim=2))
         return torch.cat(out, dim=1)
@@ -127,9 +141,60 @@ class MahalanobisScorer(nn.Module):
         self.register_buffer("loc", _buf(loc))
         self.register_buffer("prec_chol", _buf(chol))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The standardised window statistics ``(batch, D)`` the score works on."""
+        return self.stats(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (self.stats(x) - self.loc) @ self.prec_chol
         return (z * z).mean(dim=1)
+
+
+class KNNScorer(nn.Module):
+    """Mean squared Euclidean distance (per dimension) to the ``k`` nearest reference statistics.
+
+    ``refs (M, D)`` are standardised statistics of normal training windows (a coreset when there
+    are many). Non-parametric: normal sound of many machines, speeds or loads is a union of
+    clusters, and a window only has to be near one of them.
+    """
+
+    def __init__(self, stats: LogMelStats, refs: np.ndarray, *, k: int = 1) -> None:
+        super().__init__()
+        if not 1 <= k <= len(refs):
+            raise ValueError(f"k must be in [1, {len(refs)}], got {k}")
+        self.stats = stats
+        self.k = int(k)
+        self.register_buffer("refs", _buf(refs))
+        self.register_buffer("refs_sq", _buf((np.asarray(refs, dtype=np.float64) ** 2).sum(axis=1)))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The standardised window statistics ``(batch, D)`` the score works on."""
+        return self.stats(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.stats(x)  # (B, D)
+        d = (f * f).sum(dim=1, keepdim=True) - 2.0 * f @ self.refs.T + self.refs_sq.unsqueeze(0)
+        d = torch.clamp(d, min=0.0)
+        if self.k == 1:
+            near = d.min(dim=1).values
+        else:
+            near = torch.topk(d, self.k, dim=1, largest=False).values.mean(dim=1)
+        return near / float(self.stats.dim)
+
+
+class ScoreAndEmbedding(nn.Module):
+    """``(score, embedding)`` of a statistics-based scorer: the two outputs of a learning-ready model."""
+
+    def __init__(self, scorer: nn.Module, embedding: LogMelStats | None = None) -> None:
+        super().__init__()
+        if embedding is None and not hasattr(scorer, "embed"):
+            raise TypeError(f"{type(scorer).__name__} has no embedding (only statistics-based scorers do)")
+        self.scorer = scorer
+        self.embedding = embedding
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.embedding(x) if self.embedding is not None else self.scorer.embed(x)
+        return self.scorer(x), e
 
 
 class GMMScorer(nn.Module):
@@ -148,6 +213,10 @@ class GMMScorer(nn.Module):
         self.register_buffer("means", _buf(means))
         self.register_buffer("prec_chol", _buf(prec_chol))
         self.register_buffer("const", _buf(const))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The standardised window statistics ``(batch, D)`` the score works on."""
+        return self.stats(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.stats(x)  # (B, D)

@@ -8,6 +8,11 @@ from the card alone. The input and output contract of every Auscult model:
 * output: ``anomaly``: one score per window, shape ``(batch,)``, higher = more anomalous;
   ``classifier``: probabilities in ``labels`` order, shape ``(batch, len(labels))``.
 
+Optional, additive: ``"learning": {"supported": true, "embedding": "embedding", "dim": D, "method":
+"knn" | "mahalanobis", ...}`` says the model also outputs ``embedding`` ``(batch, D)`` float32, the
+window features a per-machine normal model can be fitted on (:mod:`audioclassifier.learning`).
+Cards without it load as before (:attr:`ModelCard.learning` is then None).
+
 Reading uses onnxruntime (a runtime dependency); writing uses ``onnx`` and lives in ``ml``.
 """
 
@@ -121,6 +126,7 @@ class ModelCard:
             raise CardError(source, f"context_frames must be a positive integer, got {ctx!r}")
         threshold = _num(d, "threshold", source=source)
         assert threshold is not None
+        _check_learning(d.get("learning"), source=source)
         known = {"schema", "kind", "labels", "normal_label", "features", "threshold", "threshold_method",
                  "trained", "metrics", "version"}
         return cls(
@@ -172,11 +178,32 @@ class ModelCard:
         """Compact JSON for the ONNX metadata."""
         return json.dumps(self.to_dict(), sort_keys=False, allow_nan=False)
 
+    @property
+    def learning(self) -> Mapping[str, Any] | None:
+        """The on-site learning block when the model supports it (validated on load), else None."""
+        block = self.extra.get("learning")
+        return block if isinstance(block, Mapping) and block.get("supported") is True else None
+
     def summary(self) -> dict[str, Any]:
         """The short form for status and reported properties."""
         return {"kind": self.kind, "version": self.version, "labels": list(self.labels),
                 "threshold": self.threshold, "window_seconds": self.window_seconds,
                 "sample_rate": self.features.sample_rate, "metrics": dict(self.metrics)}
+
+
+def _check_learning(block: Any, *, source: str) -> None:
+    """The optional ``learning`` block: absent, or an object whose ``supported`` says yes or no."""
+    if block is None:
+        return
+    if not isinstance(block, Mapping) or not isinstance(block.get("supported"), bool):
+        raise CardError(source, "model card 'learning' must be an object with a boolean 'supported'")
+    if not block["supported"]:
+        return
+    name, dim = block.get("embedding"), block.get("dim")
+    if not isinstance(name, str) or not name:
+        raise CardError(source, "model card 'learning.embedding' must name the embedding output")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise CardError(source, f"model card 'learning.dim' must be a positive integer, got {dim!r}")
 
 
 def card_from_metadata(meta: Mapping[str, str], *, source: str = "") -> ModelCard:
