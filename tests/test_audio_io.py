@@ -127,3 +127,45 @@ def test_write_wav_is_atomic_and_readable(tmp_path: Path) -> None:
     info = sf.info(dest)
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
     np.testing.assert_allclose(load_audio(dest), y, atol=1e-4)
+
+
+def test_a_lying_sample_rate_is_refused_before_decoding(tmp_path: Path) -> None:
+    """40 kB claiming 1 Hz used to become 20,000 s of audio (7.8 GB) once resampled to 16 kHz."""
+    path = tmp_path / "liar.wav"
+    sf.write(path, np.zeros(20_000, dtype=np.int16), 1, subtype="PCM_16")
+    with pytest.raises(AudioFileError, match="implausible sample rate 1 Hz"):
+        load_audio(path)
+    with pytest.raises(AudioFileError, match="implausible sample rate"):
+        next(iter_blocks(path, block_frames=1024))
+    # A low-rate sensor series is fine when the caller says so (and is not resampled up 80x here).
+    sensor = tmp_path / "accel.wav"
+    sf.write(sensor, np.zeros(400, dtype=np.float32), 200, subtype="FLOAT")
+    assert load_audio(sensor, sample_rate=None, sensor=True).shape == (400,)
+    big = tmp_path / "ultrasonic.wav"
+    sf.write(big, np.zeros(100, dtype=np.float32), 768_000, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match="768000"):
+        load_audio(big)
+
+
+def test_a_file_too_long_to_load_at_once_is_refused_with_advice(tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(16000 * 3, dtype=np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match="more than 2 s to load at once"):
+        load_audio(path, max_seconds=2)
+    assert sum(b.size for b in iter_blocks(path, block_frames=4096)) == 16000 * 3  # streaming reads it all
+
+
+@pytest.mark.parametrize("value", [1e21, 3e38, -1e30])
+def test_finite_samples_far_beyond_full_scale_are_a_clear_error(tmp_path: Path, value: float) -> None:
+    """Finite but absurd float samples used to pass the reader and overflow the front end."""
+    y = np.zeros(16000, dtype=np.float32)
+    y[8000] = value
+    path = tmp_path / "huge.wav"
+    sf.write(path, y, 16000, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match="beyond full scale"):
+        load_audio(path)
+    with pytest.raises(AudioFileError, match="beyond full scale"):
+        list(iter_blocks(path, block_frames=4000))
+    y[8000] = 1.5  # a little over full scale (float headroom) is a recording
+    sf.write(path, y, 16000, subtype="FLOAT")
+    assert load_audio(path).max() == pytest.approx(1.5, abs=0.1)

@@ -87,7 +87,7 @@ def test_self_test_passes_read_only_without_telemetry_warnings(image: Image, bac
     assert result.returncode == 0, f"--self-test failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     report = json.loads(result.stdout)
     assert report["ok"] is True and all(c["ok"] for c in report["checks"].values())
-    assert report["model"]["backend"] == backend and report["model"]["path"] == "/app/models/model.onnx"
+    assert report["model"]["backend"] == backend and report["model"]["path"] == "/app/audioclassifier/models/model.onnx"
     # OpenVINO's "Failed to find location of the openvino_telemetry file", onnxruntime's "Failed to
     # persist telemetry device ID": what either prints when its telemetry is not switched off.
     assert "telemetry" not in result.stderr.lower(), result.stderr

@@ -4,6 +4,16 @@ libsndfile (through soundfile) reads what Python's ``wave`` module rejects, such
 8-channel WAVE_FORMAT_EXTENSIBLE files, and 8/16/24/32-bit integer or float samples. Anything
 unreadable, truncated, empty or non-finite raises :class:`AudioFileError`, which names the file
 and the reason, so batch tools can report it and go on.
+
+Input is bounded by construction, because a header can lie:
+
+* the sample rate must be plausible for sound, :data:`MIN_AUDIO_RATE` to :data:`MAX_AUDIO_RATE`
+  (a 40 kB file claiming 1 Hz would otherwise become 20,000 s of audio once resampled); low-rate
+  sensor series (accelerometers at 200 Hz) pass with ``sensor=True``;
+* :func:`load_audio` refuses a file longer than ``max_seconds`` (default one hour) before decoding
+  it; :func:`iter_blocks` streams any length in bounded memory;
+* samples more than :data:`MAX_ABS_SAMPLE` (60 dB over full scale) are refused with the file's
+  name: finite values such as 1e30 in a float WAV overflow the front end's power spectrum.
 """
 
 from __future__ import annotations
@@ -23,6 +33,9 @@ from audioclassifier.errors import AuscultError
 
 __all__ = [
     "AUDIO_SUFFIXES",
+    "MAX_ABS_SAMPLE",
+    "MAX_AUDIO_RATE",
+    "MIN_AUDIO_RATE",
     "AudioFileError",
     "AudioInfo",
     "audio_info",
@@ -35,6 +48,12 @@ __all__ = [
 
 #: File name suffixes that the batch tools pick up in a folder tree.
 AUDIO_SUFFIXES = (".wav", ".flac")
+#: Plausible sample rates for sound, in Hz (outside: a lying header, unless ``sensor=True``).
+MIN_AUDIO_RATE, MAX_AUDIO_RATE = 1000, 384000
+#: Samples beyond this magnitude (60 dB over full scale) are refused.
+MAX_ABS_SAMPLE = 1000.0
+#: :func:`load_audio` decodes at most this much audio by default (longer files: iter_blocks).
+MAX_LOAD_SECONDS = 3600.0
 
 _SIZE_MISMATCH = re.compile(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.IGNORECASE)
 
@@ -65,8 +84,9 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
-    """Open for reading, turning every libsndfile failure into AudioFileError."""
+def _open(path: str | os.PathLike[str], *, sensor: bool = False) -> sf.SoundFile:
+    """Open for reading, turning every libsndfile failure into AudioFileError; the header's rate
+    must be plausible (see the module docstring)."""
     p = Path(path)
     if not p.exists():
         raise AudioFileError(p, "file not found")
@@ -81,6 +101,9 @@ def _open(path: str | os.PathLike[str]) -> sf.SoundFile:
     try:
         if f.samplerate <= 0:
             raise AudioFileError(p, f"invalid sample rate {f.samplerate} in header")
+        if not sensor and not MIN_AUDIO_RATE <= f.samplerate <= MAX_AUDIO_RATE:
+            raise AudioFileError(p, f"implausible sample rate {f.samplerate} Hz in header for audio (accepted "
+                                    f"{MIN_AUDIO_RATE} to {MAX_AUDIO_RATE} Hz; a low-rate sensor series needs sensor=True)")
         if f.frames <= 0:
             raise AudioFileError(p, "no audio samples (0 frames)")
         _check_not_truncated(f, p)
@@ -137,23 +160,36 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(y, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
 
+def _check_samples(path: str | os.PathLike[str], x: np.ndarray) -> None:
+    if not np.isfinite(x).all():
+        raise AudioFileError(path, "contains NaN or infinite samples")
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioFileError(path, f"samples far beyond full scale (peak {peak:.3g}; at most {MAX_ABS_SAMPLE:g} "
+                                   "is accepted): not a recording")
+
+
 def load_audio(
-    path: str | os.PathLike[str], *, sample_rate: int | None = 16000, channel: int | None = None
+    path: str | os.PathLike[str], *, sample_rate: int | None = 16000, channel: int | None = None,
+    max_seconds: float | None = MAX_LOAD_SECONDS, sensor: bool = False,
 ) -> np.ndarray:
     """Read a whole file as mono float32 in [-1, 1], resampled to ``sample_rate`` (None: keep).
 
-    ``channel`` picks one channel (0-based); None mixes all channels down.
+    ``channel`` picks one channel (0-based); None mixes all channels down. A file longer than
+    ``max_seconds`` (None: no limit) is refused before it is decoded; ``sensor`` admits low rates.
     """
-    with _open(path) as f:
+    with _open(path, sensor=sensor) as f:
         sr = int(f.samplerate)
+        if max_seconds is not None and f.frames > max_seconds * sr:
+            raise AudioFileError(path, f"{f.frames / sr:.0f} s of audio, more than {max_seconds:g} s to load at once "
+                                       "(stream it in blocks)")
         try:
             x = f.read(dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioFileError(path, f"read failed ({_clean(exc)})") from exc
     if x.shape[0] == 0:
         raise AudioFileError(path, "no audio samples could be read")
-    if not np.isfinite(x).all():
-        raise AudioFileError(path, "contains NaN or infinite samples")
+    _check_samples(path, x)
     try:
         y = to_mono(x, channel=channel)
     except ValueError as exc:
@@ -167,14 +203,16 @@ def iter_blocks(
     block_frames: int,
     sample_rate: int | None = 16000,
     channel: int | None = None,
+    sensor: bool = False,
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of a file of any length, resampled on the fly (for replay).
 
-    Memory stays bounded by ``block_frames``; the last block may be shorter.
+    Memory stays bounded by ``block_frames``; the last block may be shorter. A block with
+    non-finite or out-of-range samples raises :class:`AudioFileError` (blocks before it were given).
     """
     if block_frames <= 0:
         raise ValueError(f"block_frames must be positive, got {block_frames}")
-    with _open(path) as f:
+    with _open(path, sensor=sensor) as f:
         sr = int(f.samplerate)
         if channel is not None and not -f.channels <= channel < f.channels:
             raise AudioFileError(path, f"channel {channel} requested, the file has {f.channels} channel(s)")
@@ -187,8 +225,7 @@ def iter_blocks(
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioFileError(path, f"read failed ({_clean(exc)})") from exc
             last = x.shape[0] < block_frames
-            if x.shape[0] and not np.isfinite(x).all():
-                raise AudioFileError(path, "contains NaN or infinite samples")
+            _check_samples(path, x)
             y = to_mono(x, channel=channel)
             if stream is not None:
                 y = stream.resample_chunk(y, last=last)
