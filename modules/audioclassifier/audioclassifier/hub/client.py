@@ -95,6 +95,9 @@ class HubClient:
         self._stop = threading.Event()
         self._wake_sender = threading.Event()
         self._wake_control = threading.Event()
+        # Only a connection state change (or stop) may cut a reconnect wait short: a report queued
+        # during an outage must not turn the backoff into a retry every few seconds.
+        self._state_changed = threading.Event()
         self._connected = threading.Event()
         self._ready = threading.Event()  # connected, subscribed and twin applied at least once
         self._lock = threading.Lock()
@@ -158,6 +161,7 @@ class HubClient:
         self._stop.set()
         self._wake_sender.set()
         self._wake_control.set()
+        self._state_changed.set()
         done = threading.Event()
 
         def shutdown() -> None:
@@ -208,8 +212,8 @@ class HubClient:
             self.last_error = f"connect failed: {type(exc).__name__}: {exc}"
             delay = self._connect_backoff.next()
             log.warning("hub: %s; next try in %.1f s", self.last_error, delay)
-            self._wake_control.wait(delay)  # the SDK's own reconnect (a state change) wakes us early
-            self._wake_control.clear()
+            self._state_changed.wait(delay)  # the SDK's own reconnect (a state change) wakes us early
+            self._state_changed.clear()
             return
         self.connects += 1
         self._connect_backoff.reset()
@@ -232,6 +236,7 @@ class HubClient:
             log.warning("hub: disconnected; messages wait in the outbox")
             self._connected.clear()
             self._ready.clear()
+        self._state_changed.set()
         self._wake_control.set()
 
     def _on_background_exception(self, exc: Exception) -> None:
