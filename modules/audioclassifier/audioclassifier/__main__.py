@@ -118,7 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.calibrate_seconds:
-        runtime.start_calibration(float(args.calibrate_seconds), float(args.calibrate_percentile))
+        from audioclassifier.calibration import CalibrationError
+
+        try:
+            runtime.start_calibration(float(args.calibrate_seconds), float(args.calibrate_percentile))
+        except CalibrationError as exc:
+            log.error("--calibrate-seconds: %s", exc)
+            sink.close()
+            return 2
     start = getattr(sink, "start", None)
     if start is not None:  # the hub side serves the twin and the methods from here on
         start(runtime)

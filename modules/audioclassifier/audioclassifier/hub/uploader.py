@@ -28,7 +28,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-from .backoff import Backoff
+from ..backoff import Backoff
 from .redact import redact
 from .. import clips
 from .spool import Clip, Spool
