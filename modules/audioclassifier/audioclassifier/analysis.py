@@ -132,7 +132,6 @@ class Windower:
         self.ring.write(y)
         cols = self._stream.push(y)
         out: list[Window] = []
-        W = self.window_frames
         k = cols.shape[1]
         done = 0
         while done < k:

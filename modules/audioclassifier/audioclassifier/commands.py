@@ -88,7 +88,8 @@ class CommandQueue:
                 command = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if command.future.set_running_or_notify_cancel():
+            # a future already resolved: its caller gave up (a capture); cancelled ones are skipped
+            if not command.future.done() and command.future.set_running_or_notify_cancel():
                 yield command
 
 

@@ -23,7 +23,14 @@ from audioclassifier.analysis import Window, Windower
 from audioclassifier.backends import LoadedModel
 from audioclassifier.calibration import CalibrationError, SiteCalibration
 from audioclassifier.capture import Captures, write_capture
-from audioclassifier.commands import ApplySettings, Command, EndCalibration, StartCalibration, StartCapture, SwapModel
+from audioclassifier.commands import (
+    ApplySettings,
+    Command,
+    EndCalibration,
+    StartCalibration,
+    StartCapture,
+    SwapModel,
+)
 from audioclassifier.detector import Detector
 from audioclassifier.events import Telemetry
 from audioclassifier.procinfo import seconds_since_start

@@ -22,8 +22,17 @@ from typing import Any, Callable
 from audioclassifier.backends import LoadedModel, load_model
 from audioclassifier.calibration import CalibrationError, SiteCalibration
 from audioclassifier.capture import Capture, CaptureError
-from audioclassifier.commands import (ApplySettings, Command, CommandQueue, EndCalibration, StartCalibration,
-                                      StartCapture, SwapModel, settles, wait)
+from audioclassifier.commands import (
+    ApplySettings,
+    Command,
+    CommandQueue,
+    EndCalibration,
+    StartCalibration,
+    StartCapture,
+    SwapModel,
+    settles,
+    wait,
+)
 from audioclassifier.pipeline import Pipeline
 from audioclassifier.procinfo import peak_rss_mb
 from audioclassifier.settings import DEVICES, Settings

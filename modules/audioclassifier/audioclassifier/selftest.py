@@ -37,7 +37,8 @@ def _front_end(model: LoadedModel) -> str:
     y = synthetic_audio(card.window_samples + 3 * p.n_fft + 17, sample_rate=p.sample_rate)
     batch = logmel(y, params=p)
     stream = LogMelStream(p)
-    cols, i, sizes = [], 0, (1, 333, p.n_fft, 7 * p.hop_length + 5)
+    cols: list[np.ndarray] = []
+    i, sizes = 0, (1, 333, p.n_fft, 7 * p.hop_length + 5)
     while i < y.size:
         n = sizes[len(cols) % len(sizes)]
         cols.append(stream.push(y[i : i + n]))

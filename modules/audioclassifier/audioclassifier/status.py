@@ -25,12 +25,14 @@ class Observed(Protocol):
     state: str
     source: AudioSource
     model: LoadedModel
-    counters: Mapping[str, int]
     last_score: float | None
     audio_seconds: float
     first_score_seconds: float | None
     last_error: str | None
     started: float
+
+    @property
+    def counters(self) -> Mapping[str, int]: ...
 
     @property
     def settings(self) -> Settings: ...
