@@ -154,16 +154,17 @@ def test_capture_handoff_counts_what_the_worker_could_not_take() -> None:
     ring = _Handoff(1000)
     block = np.arange(600 * 2, dtype=np.float32).reshape(600, 2)
     ring.write(block.copy(), 10.0)
-    x, start, dropped, anchor = ring.take()
+    x, start, dropped, anchor, _ = ring.take()
     np.testing.assert_array_equal(x, block)
     assert (start, dropped, anchor) == (0, 0, (600, 10.0))
     for i in range(3):  # 1800 frames into 1000: the oldest 800 are lost, and counted
-        ring.write(block.copy(), 11.0 + i)
-    x, start, dropped, anchor = ring.take()
+        ring.write(block.copy(), 11.0 + i, input_overflow=i == 1)
+    x, start, dropped, anchor, input_overflows = ring.take()
+    assert input_overflows == 1
     assert (x.shape[0], start, dropped, anchor) == (1000, 1400, 800, (2400, 13.0))
     np.testing.assert_array_equal(x, np.concatenate([block, block, block])[-1000:])
     ring.write(np.ones((2500, 2), dtype=np.float32))  # one callback bigger than the ring
-    x, start, dropped, _ = ring.take()
+    x, start, dropped, _, _ = ring.take()
     assert x.shape[0] == 1000 and dropped == 1500 and start == 2400 + 1500
     assert ring.take().samples.shape[0] == 0  # nothing new
 

@@ -40,12 +40,14 @@ def parse_device(text: str | int | None) -> str | int | None:
 
 class _Taken(NamedTuple):
     """What the worker took from the hand-off: the frames, the total index of the first, frames
-    lost since the last take, and (total frames handed over, POSIX time) at the newest callback."""
+    lost since the last take, (total frames handed over, POSIX time) at the newest callback, and
+    the callbacks since the last take that reported a PortAudio input overflow."""
 
     samples: np.ndarray
     start: int
     dropped: int
     anchor: tuple[int, float]
+    input_overflows: int = 0
 
 
 class _Handoff:
@@ -64,11 +66,13 @@ class _Handoff:
         self._written = 0  # frames ever handed over (dropped ones included)
         self._dropped = 0  # frames dropped since the last take
         self._anchor: tuple[int, float] = (0, 0.0)
+        self._input_overflows = 0
         self._lock = threading.Lock()
 
-    def write(self, block: np.ndarray, at: float = 0.0) -> None:
+    def write(self, block: np.ndarray, at: float = 0.0, *, input_overflow: bool = False) -> None:
         """Hand over ``block`` (the caller's own copy), which ended at POSIX time ``at``."""
         with self._lock:
+            self._input_overflows += input_overflow
             self._blocks.append(block)
             self._held += block.shape[0]
             self._written += block.shape[0]
@@ -95,8 +99,9 @@ class _Handoff:
             held, self._held = self._held, 0
             dropped, self._dropped = self._dropped, 0
             start, anchor = self._written - held, self._anchor
+            input_overflows, self._input_overflows = self._input_overflows, 0
         samples = np.concatenate(blocks) if len(blocks) > 1 else blocks[0] if blocks else _EMPTY2
-        return _Taken(samples, start, dropped, anchor)
+        return _Taken(samples, start, dropped, anchor, input_overflows)
 
 
 class _Liveness:
@@ -170,7 +175,6 @@ class MicSource:
         self._sd: Any = None
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._pa_overflows = 0
         self._listed_devices = False
         self._t_source = time.time()
         self._live = _Liveness(self.dead_seconds, self._t_source)
@@ -181,9 +185,7 @@ class MicSource:
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         """Hand a copy of the block to the worker; note any overflow. Nothing else runs here."""
-        self._handoff.write(indata.copy(), time.time())
-        if status and status.input_overflow:
-            self._pa_overflows += 1
+        self._handoff.write(indata.copy(), time.time(), input_overflow=bool(status and status.input_overflow))
         self._wake.set()
 
     # -- the worker's side ------------------------------------------------------------------------
@@ -233,7 +235,7 @@ class MicSource:
         self._wake.clear()
         taken = self._handoff.take()
         now = time.time()
-        self._count_overflows(taken.dropped)
+        self._count_overflows(taken.dropped, taken.input_overflows)
         self._live.note(taken.samples, now)
         why = self._live.dead(now)
         if why is not None:
@@ -247,15 +249,13 @@ class MicSource:
             log.info("microphone delivering audio")
         return self._to_chunk(taken) or self._heartbeat(now)
 
-    def _count_overflows(self, dropped: int) -> None:
+    def _count_overflows(self, dropped: int, input_overflows: int) -> None:
         if dropped:
             self.overflows += 1
             self.dropped_frames += dropped
             log.warning("capture overflow: %d frames lost (the worker fell behind)", dropped)
             self._fresh = True
-        if self._pa_overflows:
-            self.overflows += self._pa_overflows
-            self._pa_overflows = 0
+        self.overflows += input_overflows
 
     def _to_chunk(self, taken: _Taken) -> Chunk | None:
         """Time-stamp, mix down and resample captured frames (None while the resampler fills)."""
