@@ -11,14 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from fixtures_audio import make_model, tone
 
 from audioclassifier.backends import load_model
-from audioclassifier.commands import ApplySettings, CommandQueue, EndCalibration, settles, wait
+from audioclassifier.commands import (
+    ApplySettings,
+    CommandQueue,
+    EndCalibration,
+    settles,
+    wait,
+)
 from audioclassifier.runtime import CalibrationError, CaptureError, Runtime
 from audioclassifier.settings import Settings
 from audioclassifier.sinks import LocalSink
 from audioclassifier.sources import FileSource
-from fixtures_audio import make_model, tone
 
 SR = 16000
 

@@ -8,7 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from audioclassifier.calibration import MIN_CALIBRATION_WINDOWS, CalibrationError, SiteCalibration
+from audioclassifier.calibration import (
+    MIN_CALIBRATION_WINDOWS,
+    CalibrationError,
+    SiteCalibration,
+)
 from audioclassifier.errors import AuscultError
 from audioclassifier.thresholds import gamma_threshold
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -131,6 +131,55 @@ class _Liveness:
         return None
 
 
+class _PortAudio:
+    """One PortAudio input stream through sounddevice (imported at the first open)."""
+
+    def __init__(self) -> None:
+        self.stream: Any = None
+        self._sd: Any = None
+        self._listed_devices = False
+
+    def open(self, *, device: str | int | None, rate: int, channels: int, block_frames: int,
+             callback: Callable[..., None], rescan: bool) -> None:
+        """Open and start; ``rescan``: re-initialise PortAudio first, so a re-plugged device is found."""
+        if self._sd is None:
+            import sounddevice  # PortAudio: only the microphone needs it
+
+            self._sd = sounddevice
+        sd = self._sd
+        if rescan:  # PortAudio lists devices once per initialisation
+            try:
+                sd._terminate()
+                sd._initialize()
+            except Exception:  # noqa: BLE001 - best effort; opening reports the real problem
+                pass
+        stream = sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="float32",
+                                blocksize=block_frames, callback=callback)
+        stream.start()
+        self.stream = stream
+        log.info("microphone open: %s, %d Hz, %d channel(s)", _device_name(sd, stream), rate, channels)
+
+    def close(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.abort(ignore_errors=True)
+                stream.close(ignore_errors=True)
+            except Exception as exc:  # noqa: BLE001 - a dead device may fail to close; it is gone anyway
+                log.debug("closing the microphone: %s", exc)
+
+    def list_devices_once(self) -> None:
+        """Log the input devices (once: after the first failure to open)."""
+        if self._listed_devices or self._sd is None:
+            return
+        self._listed_devices = True
+        try:
+            inputs = [f"{i}: {d['name']}" for i, d in enumerate(self._sd.query_devices()) if d["max_input_channels"] > 0]
+            log.info("input devices: %s", "; ".join(inputs) or "none")
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class MicSource:
     """Microphone capture: device by name or index, capture rate and channels as configured.
 
@@ -171,11 +220,9 @@ class MicSource:
         self._handoff = _Handoff(int(ring_seconds * self.capture_rate))
         self._backoff = Backoff(initial=1.0, maximum=float(max_backoff))
         self._next_try = 0.0
-        self._stream: Any = None
-        self._sd: Any = None
+        self._portaudio = _PortAudio()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._listed_devices = False
         self._t_source = time.time()
         self._live = _Liveness(self.dead_seconds, self._t_source)
         self._resampler: Any = None
@@ -198,12 +245,12 @@ class MicSource:
         self._t_source = time.time()
         try:
             while not self._stop.is_set():
-                if self._stream is None and not self._try_open():
+                if self._portaudio.stream is None and not self._try_open():
                     yield self._heartbeat()
                     continue
                 yield self._next_chunk()
         finally:
-            self._close_stream()
+            self._portaudio.close()
 
     def _heartbeat(self, now: float | None = None) -> Chunk:
         now = time.time() if now is None else now
@@ -216,13 +263,14 @@ class MicSource:
             self._stop.wait(min(0.5, self._next_try - now))
             return False
         try:
-            self._open()
+            self._portaudio.open(device=self.device, rate=self.capture_rate, channels=self.channels,
+                                 block_frames=self.block_frames, callback=self._callback, rescan=self.reopens > 0)
         except Exception as exc:  # noqa: BLE001 - PortAudioError, ValueError (no such device), ...
             self.last_error = f"microphone {self.device if self.device is not None else 'default'}: {exc}"
             self.state = "no-audio"
             self._next_try = now + self._backoff.next()
             log.error("%s; retrying in %.1f s", self.last_error, self._next_try - now)
-            self._list_devices_once()
+            self._portaudio.list_devices_once()
             return False
         self._live = _Liveness(self.dead_seconds, time.time())
         self._handoff.take()  # forget anything from before
@@ -275,55 +323,9 @@ class MicSource:
         if self.state != "no-audio":
             log.error("%s; reopening", self.last_error)
         self.state = "no-audio"
-        self._close_stream()
+        self._portaudio.close()
         self.reopens += 1
         self._next_try = time.time() + self._backoff.next()
-
-    # -- the stream -------------------------------------------------------------------------------
-
-    def _open(self) -> None:
-        if self._sd is None:
-            import sounddevice  # PortAudio: only the microphone needs it
-
-            self._sd = sounddevice
-        sd = self._sd
-        if self.reopens:
-            # PortAudio lists devices once per initialisation: re-scan so a re-plugged one is found.
-            try:
-                sd._terminate()
-                sd._initialize()
-            except Exception:  # noqa: BLE001 - best effort; opening reports the real problem
-                pass
-        stream = sd.InputStream(
-            device=self.device,
-            samplerate=self.capture_rate,
-            channels=self.channels,
-            dtype="float32",
-            blocksize=self.block_frames,
-            callback=self._callback,
-        )
-        stream.start()
-        self._stream = stream
-        log.info("microphone open: %s, %d Hz, %d channel(s)", _device_name(sd, stream), self.capture_rate, self.channels)
-
-    def _close_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.abort(ignore_errors=True)
-                stream.close(ignore_errors=True)
-            except Exception as exc:  # noqa: BLE001 - a dead device may fail to close; it is gone anyway
-                log.debug("closing the microphone: %s", exc)
-
-    def _list_devices_once(self) -> None:
-        if self._listed_devices or self._sd is None:
-            return
-        self._listed_devices = True
-        try:
-            inputs = [f"{i}: {d['name']}" for i, d in enumerate(self._sd.query_devices()) if d["max_input_channels"] > 0]
-            log.info("input devices: %s", "; ".join(inputs) or "none")
-        except Exception:  # noqa: BLE001
-            pass
 
     def _new_resampler(self) -> Any:
         if self.capture_rate == self.sample_rate:

@@ -19,20 +19,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
+from audioclassifier import commands
 from audioclassifier.backends import LoadedModel, load_model
 from audioclassifier.calibration import CalibrationError, SiteCalibration
 from audioclassifier.capture import Capture, CaptureError
-from audioclassifier.commands import (
-    ApplySettings,
-    Command,
-    CommandQueue,
-    EndCalibration,
-    StartCalibration,
-    StartCapture,
-    SwapModel,
-    settles,
-    wait,
-)
 from audioclassifier.pipeline import Pipeline
 from audioclassifier.procinfo import peak_rss_mb
 from audioclassifier.settings import DEVICES, Settings
@@ -63,7 +53,7 @@ class Runtime:
         self.pipeline = Pipeline(source=source, model=model, settings=settings, sink=sink, state_path=state_path,
                                  context_seconds=context_seconds, window_log=window_log)
         self.counters = self.pipeline.counters
-        self._commands = CommandQueue()
+        self._commands = commands.CommandQueue()
         self._gate = threading.RLock()  # held to start or end the worker, and to run commands while none runs
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -118,7 +108,7 @@ class Runtime:
             else:
                 log.info("device %s/%s noted; it applies to OpenVINO, this module runs onnxruntime (f32)",
                          new.device, new.precision)
-        self._run_command(ApplySettings(settings=new, model=compiled), "settings")
+        self._run_command(commands.ApplySettings(settings=new, model=compiled), "settings")
         log.info("settings in force: %s", _changes(old, new) or "unchanged")
 
     def start_calibration(self, seconds: float, percentile: float = 99.5,
@@ -131,8 +121,8 @@ class Runtime:
 
     def _start_calibration(self, seconds: float, percentile: float, on_done: OnDone | None) -> Future[Any]:
         seconds, percentile = SiteCalibration.check_request(seconds, percentile)
-        finished: Future[Any] = self._run_command(StartCalibration(seconds=seconds, percentile=percentile,
-                                                                   on_done=on_done), "calibration")
+        start = commands.StartCalibration(seconds=seconds, percentile=percentile, on_done=on_done)
+        finished: Future[Any] = self._run_command(start, "calibration")
         return finished
 
     def calibrate(self, seconds: float, percentile: float = 99.5) -> dict[str, Any]:
@@ -143,9 +133,9 @@ class Runtime:
             raise CalibrationError("the runtime is not running")
         finished = self._start_calibration(seconds, percentile, None)
         patience = float(seconds) * 2 + 60
-        if not settles(finished, patience):
+        if not commands.settles(finished, patience):
             why = f"no {seconds:g} s of audio arrived in {patience:g} s (state {self.state})"
-            self._run_command(EndCalibration(run=finished, reason=why), "calibration")
+            self._run_command(commands.EndCalibration(run=finished, reason=why), "calibration")
         state = finished.result(COMMAND_TIMEOUT)
         if state["state"] != "done":
             raise CalibrationError(state.get("error") or "calibration failed")
@@ -156,9 +146,9 @@ class Runtime:
         capture = Capture.request(seconds, label, sample_rate=self.pipeline.windower.sample_rate)
         if self._worker is None:
             raise CaptureError("the runtime is not running")
-        self._submit(StartCapture(capture=capture, future=capture.result))
+        self._submit(commands.StartCapture(capture=capture, future=capture.result))
         patience = capture.seconds * 2 + 30
-        if not settles(capture.result, patience):
+        if not commands.settles(capture.result, patience):
             why = f"no {capture.seconds:g} s of audio arrived in {patience:g} s (state {self.state})"
             if capture.result.cancel():  # still queued: the worker will skip it
                 raise CaptureError(why)
@@ -173,7 +163,7 @@ class Runtime:
         """Load, compile and check ``path``; swap it in between windows. ModelError keeps the old."""
         new = load_model(path, backend=self.backend_preference, device=self.settings.device,
                          precision=self.settings.precision)
-        self._run_command(SwapModel(model=new), "model swap")
+        self._run_command(commands.SwapModel(model=new), "model swap")
         log.info("model %s (version %s, %s on %s) in use", new.path, new.version, new.backend.name,
                  new.backend.device)
         return {"ok": True, **new.summary()}
@@ -185,16 +175,16 @@ class Runtime:
         report["runtime"] = {"state": self.state, "source": self.source.name, "windows": self.counters["windows"]}
         return report
 
-    def _submit(self, command: Command) -> None:
+    def _submit(self, command: commands.Command) -> None:
         """Queue ``command``; while no worker runs (or from the worker itself), run it now."""
         self._commands.put(command)
         with self._gate:
             if self._worker is None or self._worker is threading.current_thread():
                 self._drain()
 
-    def _run_command(self, command: Command, what: str) -> Any:
+    def _run_command(self, command: commands.Command, what: str) -> Any:
         self._submit(command)
-        return wait(command.future, COMMAND_TIMEOUT, what)
+        return commands.wait(command.future, COMMAND_TIMEOUT, what)
 
     # -- lifecycle and the worker's loop ----------------------------------------------------------
 
@@ -244,7 +234,7 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001 - the caller gets it
                 command.future.set_exception(exc)
             else:
-                if not isinstance(command, StartCapture):  # its future resolves when the clip is written
+                if not isinstance(command, commands.StartCapture):  # its future resolves when the clip is written
                     command.future.set_result(result)
 
 
