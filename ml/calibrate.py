@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 # One implementation of the gamma threshold, shared with the module's site calibration.
-from audioclassifier.calibration import GammaThreshold, gamma_threshold
+from audioclassifier.thresholds import GammaThreshold, gamma_threshold
 
 __all__ = ["GammaThreshold", "confidence_threshold", "gamma_threshold"]
 

@@ -31,7 +31,7 @@ def predict_file(model: OnnxModel, path: str | os.PathLike[str], *, hop_seconds:
         y = np.tile(y, -(-p.n_fft // y.shape[0]))
     hop = card.window_seconds / 2 if hop_seconds is None else hop_seconds
     try:
-        w = file_windows(logmel(y, params=p), card.window_frames, max(1, int(round(hop * p.sample_rate / p.hop_length))))
+        w = file_windows(logmel(y, params=p), card.window_frames, p.hop_frames(hop))
     except ValueError as exc:
         raise AudioFileError(path, str(exc)) from exc
     out = model.run(w)

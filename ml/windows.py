@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -79,17 +78,11 @@ def file_windows(s_db: np.ndarray, frames: int, hop_frames: int) -> np.ndarray:
     return np.stack([s_db[:, a : a + frames] for a in starts]).astype(np.float32, copy=False)
 
 
-#: ``features.logmel`` reuses one cached engine (and its work buffers) per parameter set, so it
-#: must not run in two threads at once; decoding and resampling still overlap.
-_LOGMEL_LOCK = threading.Lock()
-
-
 def _load_one(item: Item, params: LogMelParams, channel: int | None) -> np.ndarray:
     y = load_audio(item.path, sample_rate=params.sample_rate, channel=channel)
     if y.shape[0] < params.n_fft:  # tile very short clips up to one FFT frame
         y = np.tile(y, -(-params.n_fft // y.shape[0]))
-    with _LOGMEL_LOCK:
-        return logmel(y, params=params)
+    return logmel(y, params=params)  # thread-safe: each thread has its own FFT buffers
 
 
 def load_windows(
@@ -112,7 +105,7 @@ def load_windows(
     if frames < 1:
         raise ValueError(f"window of {window_seconds} s is shorter than one FFT frame")
     hop_s = window_seconds / 2 if hop_seconds is None else hop_seconds
-    hop_frames = max(1, int(round(hop_s * params.sample_rate / params.hop_length)))
+    hop_frames = params.hop_frames(hop_s)
     jobs = jobs or min(4, os.cpu_count() or 1)
     chunks: list[np.ndarray] = []
     index: list[np.ndarray] = []

@@ -1,4 +1,4 @@
-"""Site calibration: the one gamma threshold (audioclassifier.calibration) and the module setting
+"""Site calibration: the one gamma threshold (audioclassifier.thresholds) and the module setting
 its threshold from a machine's own healthy sound (``--calibrate-seconds``), end to end as a process
 on a synthetic recording of a machine the shipped model never heard."""
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import soundfile as sf
-from audioclassifier.calibration import GammaThreshold, gamma_threshold
+from audioclassifier.thresholds import GammaThreshold, gamma_threshold
 from audioclassifier.card import read_card
 from audioclassifier.config import DEFAULT_MODEL
 
@@ -54,7 +54,7 @@ def test_too_few_or_bad_input_raises() -> None:
 
 
 def test_the_module_does_not_import_scipy_stats_to_start() -> None:
-    code = "import sys, audioclassifier.calibration, audioclassifier.runtime; print('scipy.stats' in sys.modules)"
+    code = "import sys, audioclassifier.calibration, audioclassifier.thresholds, audioclassifier.runtime; print('scipy.stats' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
 

@@ -50,3 +50,22 @@ def test_live_reconfiguration_keeps_the_run() -> None:
 def test_bad_configuration_is_refused(args: tuple[float, int, float]) -> None:
     with pytest.raises(ValueError):
         Detector(*args)
+
+
+def observe(det: Detector, scores: list[float | None], *, hop: float = 1.0) -> list[float]:
+    """Audio times at which an alert was held back."""
+    return [i * hop for i, s in enumerate(scores) if det.observe(s, i * hop)]
+
+
+def test_observe_holds_alerts_back_without_a_cooldown() -> None:
+    det = Detector(0.5, consecutive=2, cooldown_seconds=10)
+    assert observe(det, [0.9, 0.9, 0.9, 0.1]) == [1.0, 2.0]  # each would-be alert is held back
+    assert det.suppressed == 2 and det.last_alert is None  # counted, and no cooldown started
+    assert det.update(0.9, 4.0) is False and det.update(0.9, 5.0) is True  # alerts at once afterwards
+
+
+def test_observe_in_a_cooldown_counts_once() -> None:
+    det = Detector(0.5, consecutive=1, cooldown_seconds=10)
+    assert det.update(0.9, 0.0)
+    assert det.observe(0.9, 1.0) is False  # the cooldown already holds it back
+    assert det.suppressed == 1 and det.last_alert == 0.0

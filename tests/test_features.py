@@ -218,3 +218,45 @@ def test_views_offsets_and_read_only_audio_give_the_same_columns() -> None:
     wide = np.repeat(y, 2)[::2]  # a strided, non-contiguous view of the same samples
     np.testing.assert_array_equal(logmel(wide[123:]), ref)
     np.testing.assert_array_equal(LogMelStream().push(ro), ref)
+
+
+def test_logmel_in_many_threads_at_once_equals_one_thread() -> None:
+    """Each thread has its own FFT buffers: ml.windows' thread pool needs no lock around logmel."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    signals = [rng.standard_normal(16000 * 3).astype(np.float32) * 0.1 for _ in range(8)]
+    alone = [logmel(y) for y in signals]
+    together: dict[int, list[np.ndarray]] = {}
+    start = threading.Barrier(len(signals))
+
+    def work(i: int) -> None:
+        start.wait()
+        together[i] = [logmel(signals[i]) for _ in range(5)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(signals))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, y in enumerate(alone):
+        for got in together[i]:
+            np.testing.assert_array_equal(got, y)
+
+
+def test_ml_windows_give_the_same_windows_with_one_or_four_jobs(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from ml.dataset import Item
+    from ml.windows import load_windows
+
+    rng = np.random.default_rng(3)
+    items = []
+    for i in range(6):
+        path = tmp_path / f"{i}.wav"
+        sf.write(path, (rng.standard_normal(16000 * 4) * 0.1).astype(np.float32), 16000, subtype="FLOAT")
+        items.append(Item(path, "normal", f"m{i}"))
+    one = load_windows(items, params=LogMelParams(), window_seconds=1.0, jobs=1, progress=False)
+    four = load_windows(items, params=LogMelParams(), window_seconds=1.0, jobs=4, progress=False)
+    np.testing.assert_array_equal(one.x, four.x)
+    np.testing.assert_array_equal(one.file_index, four.file_index)

@@ -148,20 +148,38 @@ def test_hop_change_and_clip_context() -> None:
     np.testing.assert_array_equal(clip, y[last.start_sample - 3 * SR : last.end_sample])
 
 
-def test_capture_ring_counts_what_the_worker_could_not_take() -> None:
-    from audioclassifier.mic import _Ring
+def test_capture_handoff_counts_what_the_worker_could_not_take() -> None:
+    from audioclassifier.mic import _Handoff
 
-    ring = _Ring(1000, 2)
+    ring = _Handoff(1000)
     block = np.arange(600 * 2, dtype=np.float32).reshape(600, 2)
-    ring.write(block)
-    x, start, dropped = ring.take()
+    ring.write(block.copy(), 10.0)
+    x, start, dropped, anchor, _ = ring.take()
     np.testing.assert_array_equal(x, block)
-    assert (start, dropped) == (0, 0)
-    for _ in range(3):  # 1800 frames into 1000: the oldest 800 are lost, and counted
-        ring.write(block)
-    x, start, dropped = ring.take()
-    assert (x.shape[0], start, dropped) == (1000, 1400, 800)
+    assert (start, dropped, anchor) == (0, 0, (600, 10.0))
+    for i in range(3):  # 1800 frames into 1000: the oldest 800 are lost, and counted
+        ring.write(block.copy(), 11.0 + i, input_overflow=i == 1)
+    x, start, dropped, anchor, input_overflows = ring.take()
+    assert input_overflows == 1
+    assert (x.shape[0], start, dropped, anchor) == (1000, 1400, 800, (2400, 13.0))
     np.testing.assert_array_equal(x, np.concatenate([block, block, block])[-1000:])
     ring.write(np.ones((2500, 2), dtype=np.float32))  # one callback bigger than the ring
-    x, start, dropped = ring.take()
+    x, start, dropped, _, _ = ring.take()
     assert x.shape[0] == 1000 and dropped == 1500 and start == 2400 + 1500
+    assert ring.take().samples.shape[0] == 0  # nothing new
+
+
+def test_the_ring_holds_the_newest_samples_by_number() -> None:
+    from audioclassifier.ring import AudioRing
+
+    ring = AudioRing(1000)
+    y = np.arange(2500, dtype=np.float32)
+    for part in np.split(y, [300, 1700, 1800]):
+        ring.write(part)
+    assert (ring.start, ring.end) == (1500, 2500)
+    np.testing.assert_array_equal(ring.get(0, 1600), y[1500:1600])  # clipped to what is held
+    np.testing.assert_array_equal(ring.get(1900, 2500), y[1900:2500])  # across the wrap
+    assert ring.mean_square(2000, 2002) == pytest.approx((2000.0**2 + 2001.0**2) / 2)
+    stereo = AudioRing(4, channels=2)
+    stereo.write(np.ones((6, 2), dtype=np.float32))
+    assert stereo.get(0, 10).shape == (4, 2)

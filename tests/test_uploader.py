@@ -14,7 +14,7 @@ from harness.fileupload import CONTAINER as FILE_UPLOAD_CONTAINER
 from harness.procs import wait_until
 
 from audioclassifier.audio_io import write_wav
-from audioclassifier.hub.backoff import Backoff
+from audioclassifier.backoff import Backoff
 from audioclassifier.hub.redact import find_secrets
 from audioclassifier.hub.spool import Spool
 from audioclassifier.config import hub_config

@@ -111,8 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if config.calibrate_seconds:
-        runtime.start_calibration(config.calibrate_seconds, config.calibrate_percentile,
-                                  on_done=hub.on_calibration_done if hub is not None else None)
+        from audioclassifier.calibration import CalibrationError
+
+        try:
+            runtime.start_calibration(config.calibrate_seconds, config.calibrate_percentile,
+                                      on_done=hub.on_calibration_done if hub is not None else None)
+        except CalibrationError as exc:
+            log.error("--calibrate-seconds: %s", exc)
+            (hub or sink).close()
+            return 2
     if hub is not None:
         hub.start(runtime)  # the twin and the methods are served from here on
 

@@ -7,8 +7,8 @@ ring. Every ``hop`` it hands out a :class:`Window`: exactly ``logmel`` of the wi
 bit for bit in framing), its level in dBFS, and where it sits in time. Per-hop work is the new
 columns plus a copy of the window; nothing is recomputed.
 
-It also keeps the recent audio (:class:`AudioRing`) so an alert can save the flagged window
-with a few seconds of context before it.
+It also keeps the recent audio (:class:`~audioclassifier.ring.AudioRing`) so an alert can save
+the flagged window with a few seconds of context before it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import numpy as np
 
 from audioclassifier.card import ModelCard
 from audioclassifier.features import LogMelStream
+from audioclassifier.ring import AudioRing
 from audioclassifier.sources import Chunk
 
-__all__ = ["AudioRing", "Window", "Windower", "hop_frames_for", "level_dbfs"]
+__all__ = ["Window", "Windower", "level_dbfs"]
 
 #: Level reported for digital silence.
 SILENCE_DBFS = -200.0
@@ -33,12 +34,6 @@ SILENCE_DBFS = -200.0
 def level_dbfs(mean_square: float) -> float:
     """Mean power of full-scale-relative samples in dB (a full-scale square wave is 0 dBFS)."""
     return 10.0 * math.log10(mean_square) if mean_square > 1e-20 else SILENCE_DBFS
-
-
-def hop_frames_for(hop_seconds: float, card: ModelCard) -> int:
-    """The hop in log-mel columns (at least one): windows start on column boundaries."""
-    p = card.features
-    return max(1, int(round(hop_seconds * p.sample_rate / p.hop_length)))
 
 
 @dataclass(frozen=True)
@@ -54,56 +49,6 @@ class Window:
     start_offset: float  # seconds since the source began
     end_offset: float
     level_dbfs: float
-
-
-class AudioRing:
-    """The most recent ``capacity`` samples, numbered from 0 since the ring was made."""
-
-    def __init__(self, capacity: int) -> None:
-        self.buf = np.zeros(capacity, dtype=np.float32)
-        self.capacity = capacity
-        self.end = 0  # total samples ever written
-
-    @property
-    def start(self) -> int:
-        """The oldest sample still held."""
-        return max(0, self.end - self.capacity)
-
-    def write(self, y: np.ndarray) -> None:
-        n = y.shape[0]
-        if n >= self.capacity:
-            y = y[-self.capacity :]
-            self.end += n - self.capacity
-            n = self.capacity
-        i = self.end % self.capacity
-        k = min(n, self.capacity - i)
-        self.buf[i : i + k] = y[:k]
-        if k < n:
-            self.buf[: n - k] = y[k:]
-        self.end += n
-
-    def _parts(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-        start = max(start, self.start)
-        end = min(end, self.end)
-        if end <= start:
-            return self.buf[:0], self.buf[:0]
-        i = start % self.capacity
-        n = end - start
-        k = min(n, self.capacity - i)
-        return self.buf[i : i + k], self.buf[: n - k]
-
-    def get(self, start: int, end: int) -> np.ndarray:
-        """Samples ``[start, end)`` clipped to what is held (a copy)."""
-        a, b = self._parts(start, end)
-        return np.concatenate((a, b)) if b.size else a.copy()
-
-    def mean_square(self, start: int, end: int) -> float:
-        """Mean of the squared samples in ``[start, end)`` (no copy)."""
-        a, b = self._parts(start, end)
-        n = a.size + b.size
-        if n == 0:
-            return 0.0
-        return (float(np.dot(a, a)) + float(np.dot(b, b))) / n
 
 
 class _Anchors:
@@ -142,7 +87,7 @@ class Windower:
         self.window_frames = card.window_frames
         self.window_samples = card.window_samples
         # A window's samples: [first column * hop_length, that + window_samples).
-        self.hop_frames = hop_frames_for(hop_seconds, card)
+        self.hop_frames = p.hop_frames(hop_seconds)
         self.context_seconds = context_seconds
         cap = self.window_samples + int((context_seconds + slack_seconds) * self.sample_rate)
         self.ring = AudioRing(cap)
@@ -162,7 +107,7 @@ class Windower:
 
     def set_hop(self, hop_seconds: float) -> None:
         """Change the hop; the next window is due one new hop after the last one."""
-        new = hop_frames_for(hop_seconds, self.card)
+        new = self.card.features.hop_frames(hop_seconds)
         if self.windows:
             self._next_end += new - self.hop_frames
             self._next_end = max(self._next_end, self._frames + 1)
@@ -187,7 +132,6 @@ class Windower:
         self.ring.write(y)
         cols = self._stream.push(y)
         out: list[Window] = []
-        W = self.window_frames
         k = cols.shape[1]
         done = 0
         while done < k:

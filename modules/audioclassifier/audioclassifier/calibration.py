@@ -1,64 +1,176 @@
-"""The anomaly threshold from scores of normal sound: a gamma fit and its percentile point.
+"""Site calibration: a few minutes of a machine's own healthy sound become its threshold.
 
-One implementation for both places that set a threshold: training (``ml/train.py``, on normal
-validation windows of other machines) and site calibration on the device (the runtime, on a few
-minutes of the machine's own healthy sound). ``scipy.stats`` is imported only when a fit runs,
-so the module's start does not pay for it.
+:class:`SiteCalibration` is the state machine, ``idle`` → ``running`` → ``done`` | ``failed``
+(→ ``running`` again). The runtime's worker owns it (no locks) and feeds it: every window
+(:meth:`~SiteCalibration.window`, a scored one with its score and whether the detector held an
+alert back) and every chunk's duration (:meth:`~SiteCalibration.advance`, True once ``seconds`` of
+audio were heard). Then :meth:`~SiteCalibration.fit` fits the gamma threshold
+(:func:`audioclassifier.thresholds.gamma_threshold`) to the finite scores, and
+:meth:`~SiteCalibration.finish` records the outcome, tells ``on_done`` and resolves the future a
+blocking caller waits on. Fewer than :data:`MIN_CALIBRATION_WINDOWS` scored windows fail it.
+
+:meth:`~SiteCalibration.status` has the same keys in every state but ``idle`` (the twin's
+reported properties merge, so none is left over).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import math
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["GammaThreshold", "gamma_threshold"]
+from audioclassifier.constraints import METHODS, ConstraintError
+from audioclassifier.errors import AuscultError
+from audioclassifier.thresholds import gamma_threshold
+
+__all__ = ["MIN_CALIBRATION_WINDOWS", "CalibrationError", "SiteCalibration"]
+
+log = logging.getLogger(__name__)
+
+#: Fewest scored windows a site calibration fits a threshold to (fewer: it fails, the old stays).
+MIN_CALIBRATION_WINDOWS = 10
+
+OnDone = Callable[[dict[str, Any]], None]
 
 
-@dataclass(frozen=True)
-class GammaThreshold:
-    """A threshold at ``percentile`` of a gamma distribution fitted to normal scores.
+class CalibrationError(AuscultError):
+    """A site calibration was refused (bad request, one already running) or failed (too few
+    scored windows, the source ended, the model changed); the threshold in force stays."""
 
-    As the DCASE 2023 Task 2 baseline does: scores of normal sound are positive and right-skewed,
-    a gamma fits them well, and its percentile is steadier than the empirical one on a few
-    hundred windows. Scores that can be negative (a log-likelihood) are shifted to start just
-    below zero first (``shift``).
-    """
 
-    threshold: float
+@dataclass
+class _Run:
+    """One calibration in progress: the scores of the scored windows over ``seconds`` of audio."""
+
+    seconds: float
     percentile: float
-    shape: float
-    scale: float
-    shift: float
-    n: int
+    on_done: OnDone | None = None
+    finished: Future[dict[str, Any]] = field(default_factory=Future)
+    audio: float = 0.0  # seconds of audio heard so far
+    scores: list[float] = field(default_factory=list)
+    windows: int = 0  # all windows seen, silent ones included
+    suppressed: int = 0  # alerts held back while calibrating
+
+    def state(self, name: str, result: dict[str, Any] | None = None, error: str | None = None,
+              finished: float | None = None) -> dict[str, Any]:
+        return {"state": name, "seconds": self.seconds, "percentile": self.percentile,
+                "progress": round(min(1.0, self.audio / self.seconds), 3), "windows": len(self.scores),
+                "suppressed": self.suppressed, "result": result, "error": error, "finished": finished}
+
+
+class SiteCalibration:
+    """The site calibration state machine (see the module docstring); one worker owns it."""
+
+    def __init__(self) -> None:
+        self._run: _Run | None = None
+        self._last: dict[str, Any] = {"state": "idle"}
 
     @property
-    def method(self) -> str:
-        """What the card's ``threshold_method`` says."""
-        return (f"gamma-p{self.percentile:g} on {self.n} normal validation window scores "
-                f"(shape {self.shape:.3g}, scale {self.scale:.3g}, shift {self.shift:.3g})")
+    def running(self) -> bool:
+        return self._run is not None
+
+    def status(self) -> dict[str, Any]:
+        """``{"state": "idle" | "running" | "done" | "failed", ...}``: progress while running, the
+        result (threshold, method, windows, percentile) when done, the reason when failed."""
+        run = self._run
+        return run.state("running") if run is not None else dict(self._last)
+
+    @staticmethod
+    def check_request(seconds: Any, percentile: Any) -> tuple[float, float]:
+        """``seconds`` and ``percentile`` checked against ``METHODS["calibrate"]``; CalibrationError if refused."""
+        try:
+            return (METHODS["calibrate"]["seconds"].check(seconds),
+                    METHODS["calibrate"]["percentile"].check(percentile))
+        except ConstraintError as exc:
+            raise CalibrationError(str(exc)) from exc
+
+    def start(self, seconds: float, percentile: float, on_done: OnDone | None = None) -> Future[dict[str, Any]]:
+        """Begin; returns the future of the final state. CalibrationError while one runs."""
+        if self._run is not None:
+            raise CalibrationError("a calibration is already running")
+        self._run = _Run(float(seconds), float(percentile), on_done)
+        # scipy.stats takes about a second to import: do it now, off the worker, not at the fit.
+        threading.Thread(target=_import_scipy_stats, name="calibration-import", daemon=True).start()
+        log.info("site calibration: scoring %g s of audio as normal (alerts held back), threshold at gamma p%g",
+                 seconds, percentile)
+        return self._run.finished
+
+    def is_current(self, finished: Future[dict[str, Any]]) -> bool:
+        """Whether the run behind ``finished`` (from :meth:`start`) is the one in progress."""
+        return self._run is not None and self._run.finished is finished
+
+    def window(self, score: float | None = None, *, held_back: bool = False) -> None:
+        """Count a window; a scored one adds its score, ``held_back``: its alert was held back."""
+        run = self._run
+        if run is None:
+            return
+        run.windows += 1
+        if score is not None:
+            run.scores.append(score)
+        if held_back:
+            run.suppressed += 1
+
+    def advance(self, seconds: float) -> bool:
+        """Count ``seconds`` more audio; True when the calibration has heard enough (fit it now)."""
+        run = self._run
+        if run is None:
+            return False
+        run.audio += seconds
+        return run.audio >= run.seconds
+
+    def fit(self) -> dict[str, Any]:
+        """The threshold fitted to the scores so far: ``{"threshold", "method", "windows",
+        "percentile"}``; CalibrationError when too few windows were scored or the fit failed."""
+        run = self._run
+        if run is None:
+            raise CalibrationError("no calibration is running")
+        finite = [s for s in run.scores if math.isfinite(s)]
+        if len(finite) < MIN_CALIBRATION_WINDOWS:
+            raise CalibrationError(
+                f"too few scored windows: {len(finite)} of {run.windows} windows in {run.seconds:g} s "
+                f"(need {MIN_CALIBRATION_WINDOWS}); was the machine running and over the energy gate? "
+                f"calibrate again, longer, while it runs")
+        try:
+            fit = gamma_threshold(np.asarray(finite), percentile=run.percentile)
+        except Exception as exc:  # noqa: BLE001 - any fit failure fails the calibration, not the module
+            raise CalibrationError(f"the threshold fit failed: {type(exc).__name__}: {exc}") from exc
+        if not math.isfinite(fit.threshold):
+            raise CalibrationError(f"the threshold fit gave {fit.threshold!r}")
+        return {"threshold": fit.threshold, "method": "site " + fit.method, "windows": fit.n,
+                "percentile": run.percentile}
+
+    def finish(self, result: dict[str, Any] | None = None, error: str | None = None) -> dict[str, Any] | None:
+        """End the run (done with ``result``, or failed with ``error``): record the final state,
+        resolve its future and call ``on_done`` (whose failure is logged, never raised). Returns
+        the final state, None if none was running."""
+        run, self._run = self._run, None
+        if run is None:
+            return None
+        state = run.state("done" if error is None else "failed", result, error, round(time.time(), 3))
+        self._last = state
+        if not run.finished.done():
+            run.finished.set_result(dict(state))
+        if run.on_done is not None:
+            try:
+                run.on_done(dict(state))
+            except Exception:  # noqa: BLE001 - a reporting problem must not stop the audio
+                log.exception("calibration: on_done failed")
+        return state
+
+    def describe_progress(self) -> str:
+        """How far the run in progress got (for a failure message)."""
+        run = self._run
+        return "" if run is None else f"after {run.audio:.1f} of {run.seconds:g} s"
 
 
-def gamma_threshold(scores: np.ndarray, *, percentile: float = 90.0) -> GammaThreshold:
-    """Fit a gamma (location fixed) to normal scores and return its ``percentile`` point.
-
-    Non-finite scores are dropped; fewer than 3 left or a percentile outside (0, 100) raise
-    ValueError.
-    """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    s = s[np.isfinite(s)]
-    if s.size < 3:
-        raise ValueError(f"need at least 3 finite normal validation scores to fit a threshold, got {s.size}")
-    if not 0 < percentile < 100:
-        raise ValueError(f"percentile must be in (0, 100), got {percentile}")
-    spread = float(s.max() - s.min()) or 1.0
-    shift = 0.0 if s.min() > 0 else float(s.min() - 1e-3 * spread)
-    z = s - shift
-    if np.ptp(z) <= 1e-12 * max(1.0, float(z.mean())):
-        # constant scores: no spread to fit; put the threshold just above them
-        return GammaThreshold(float(s.max() + 1e-6 * max(1.0, abs(s.max()))), percentile, float("inf"), 0.0, shift, s.size)
-    import scipy.stats  # lazily: a second of import the module's start should not pay
-
-    shape, _, scale = scipy.stats.gamma.fit(z, floc=0.0)
-    t = float(scipy.stats.gamma.ppf(percentile / 100.0, shape, loc=0.0, scale=scale)) + shift
-    return GammaThreshold(t, percentile, float(shape), float(scale), shift, int(s.size))
+def _import_scipy_stats() -> None:
+    try:
+        import scipy.stats  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - the fit reports the failure
+        log.debug("scipy.stats: %s", exc)

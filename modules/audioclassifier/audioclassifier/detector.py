@@ -5,6 +5,10 @@ greater) and at least ``cooldown_seconds`` of audio have passed since the previo
 that is not scored (silent, or no audio) ends the run. During the cooldown the run keeps counting,
 so a fault that persists alerts again as soon as the cooldown is over. Time is audio time (the
 windows' source offsets), so replaying a file as fast as possible behaves as it would live.
+
+:meth:`Detector.observe` feeds a window whose alert must be held back (a site calibration hears
+the machine's normal sound by definition): a would-be alert is counted as suppressed and starts no
+cooldown. The fields are the detector's own: callers use the methods and read, never write.
 """
 
 from __future__ import annotations
@@ -43,6 +47,21 @@ class Detector:
 
     def update(self, score: float | None, t: float) -> bool:
         """Feed one window (``score`` None: not scored) ending at audio time ``t``; True = alert."""
+        if not self._due(score, t):
+            return False
+        self.last_alert = t
+        return True
+
+    def observe(self, score: float | None, t: float) -> bool:
+        """Feed one window as :meth:`update` does, but hold any alert back: it counts as
+        suppressed and starts no cooldown. True when an alert was held back."""
+        if not self._due(score, t):
+            return False
+        self.suppressed += 1
+        return True
+
+    def _due(self, score: float | None, t: float) -> bool:
+        """Count the run; True when this window would alert (a cooldown hit counts as suppressed)."""
         if score is None or not score > self.threshold:  # NaN never alerts
             self.run = 0
             return False
@@ -52,7 +71,6 @@ class Detector:
         if self.last_alert is not None and t - self.last_alert < self.cooldown_seconds:
             self.suppressed += 1
             return False
-        self.last_alert = t
         return True
 
     def reset(self) -> None:

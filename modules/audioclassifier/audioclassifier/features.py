@@ -87,6 +87,11 @@ class LogMelParams:
         """Columns that ``n_samples`` samples give (not centered)."""
         return n_frames(n_samples, n_fft=self.n_fft, hop_length=self.hop_length)
 
+    def hop_frames(self, hop_seconds: float) -> int:
+        """A hop of ``hop_seconds`` in whole columns (at least one): windows start on column
+        boundaries. The one formula the module's windows and training's windows share."""
+        return max(1, int(round(hop_seconds * self.sample_rate / self.hop_length)))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the model card's ``features`` keys)."""
         d = asdict(self)

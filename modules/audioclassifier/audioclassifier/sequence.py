@@ -2,7 +2,8 @@
 
 The counter reserves numbers in blocks and persists only the top of each block (atomically), so a
 restart, even after a crash, continues above anything already sent: gaps are possible, repeats
-are not. One small JSON file holds all outputs.
+are not. One small JSON file holds all outputs, written with :func:`~audioclassifier.durable.atomic_file`
+(the folder is synced too, so the rename survives a power cut).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
+
+from audioclassifier.durable import atomic_file
 
 __all__ = ["SequenceStore"]
 
@@ -50,12 +52,7 @@ class SequenceStore:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self._reserved, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            with atomic_file(self.path) as fh:
+                fh.write(json.dumps(self._reserved).encode())
         except OSError as exc:
             log.error("cannot persist message sequence numbers to %s: %s", self.path, exc)

@@ -23,7 +23,12 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from audioclassifier.audio_io import AUDIO_SUFFIXES, AudioFileError, audio_info, iter_blocks
+from audioclassifier.audio_io import (
+    AUDIO_SUFFIXES,
+    AudioFileError,
+    audio_info,
+    iter_blocks,
+)
 from audioclassifier.errors import AuscultError
 
 __all__ = ["AudioSource", "Chunk", "FileSource", "SourceError", "audio_files", "parse_speed"]

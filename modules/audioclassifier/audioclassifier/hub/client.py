@@ -28,7 +28,7 @@ from typing import Any
 
 from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
 
-from .backoff import Backoff
+from ..backoff import Backoff
 from .outbox import Entry, Outbox
 
 __all__ = ["HubClient"]

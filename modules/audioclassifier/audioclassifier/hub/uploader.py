@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import clips
+from ..backoff import Backoff
 from ..config import UploadTarget
 from ..errors import AuscultError
 from ..settings import UploadSettings
-from .backoff import Backoff
 from .redact import redact
 from .spool import Clip, Spool
 

@@ -1,4 +1,5 @@
-"""Exponential backoff with full jitter, for sends and uploads that wait out an unreachable peer."""
+"""Exponential backoff with full jitter, for whatever waits out an unreachable peer or device:
+sends and uploads (the hub side), reopening a dead microphone (:mod:`audioclassifier.mic`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,227 @@
+"""The pipeline: what the runtime's worker does with each chunk, single-threaded and lock-free.
+
+Chunk → :class:`~audioclassifier.analysis.Windower` → gate and score → detector (or, while a
+site calibration runs, the calibration) → alerts, telemetry, captures. :class:`Pipeline` owns the
+worker's state: the model and settings in force, the windower and the detector, the small parts
+that each hold one concern (:class:`~audioclassifier.telemetry.TelemetryAccumulator`,
+:class:`~audioclassifier.calibration.SiteCalibration`, :class:`~audioclassifier.capture.Captures`,
+:func:`~audioclassifier.alerts.build_alert`, :class:`~audioclassifier.windowlog.WindowLog`), the
+counters and the state. :meth:`Pipeline.execute` applies a command from the queue
+(:mod:`audioclassifier.commands`) between two chunks. Threads are the runtime's business, not its.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from audioclassifier.alerts import FlaggedWindow, build_alert
+from audioclassifier.analysis import Window, Windower
+from audioclassifier.backends import LoadedModel
+from audioclassifier.calibration import CalibrationError, SiteCalibration
+from audioclassifier.capture import Captures, write_capture
+from audioclassifier.commands import (
+    ApplySettings,
+    Command,
+    EndCalibration,
+    StartCalibration,
+    StartCapture,
+    SwapModel,
+)
+from audioclassifier.detector import Detector
+from audioclassifier.events import Telemetry
+from audioclassifier.procinfo import seconds_since_start
+from audioclassifier.sequence import SequenceStore
+from audioclassifier.settings import Settings
+from audioclassifier.sinks import Sink
+from audioclassifier.sources import AudioSource, Chunk
+from audioclassifier.telemetry import Interval, TelemetryAccumulator
+from audioclassifier.windowlog import WindowLog
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """The worker's state and per-chunk work (see the module docstring)."""
+
+    def __init__(self, *, source: AudioSource, model: LoadedModel, settings: Settings, sink: Sink,
+                 state_path: Path | None, context_seconds: float, window_log: Path | None) -> None:
+        self.source, self.model, self.settings, self.sink = source, model, settings, sink
+        self.context_seconds = context_seconds
+        self.windower = Windower(model.card, hop_seconds=settings.hop_seconds, context_seconds=context_seconds)
+        self.detector = Detector(threshold_of(settings, model), settings.consecutive, settings.cooldown_seconds)
+        self.state = "no-audio" if source.state == "no-audio" else "running"
+        self.counters = {"windows": 0, "scored": 0, "silent": 0, "alerts": 0, "clips": 0, "clip_errors": 0,
+                         "captures": 0, "model_swaps": 0}
+        self.last_error: str | None = None
+        self.last_score: float | None = None
+        self.first_score_seconds: float | None = None
+        self.audio_seconds = 0.0
+        self.started = time.time()
+        self.live = False  # a worker runs: captures can be served
+        self.calibration = SiteCalibration()
+        self.captures = Captures()
+        self.telemetry = TelemetryAccumulator(lambda: self.source.overflows)
+        self._seq = SequenceStore(state_path)
+        self._window_log = WindowLog(window_log)
+
+    @property
+    def threshold(self) -> float:
+        """The threshold in force: the settings' override or the model card's."""
+        return threshold_of(self.settings, self.model)
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.windower.hop_seconds
+
+    @property
+    def suppressed(self) -> int:
+        return self.detector.suppressed
+
+    def calibration_status(self) -> dict[str, Any]:
+        return self.calibration.status()
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def execute(self, command: Command) -> Any:
+        """Apply ``command``; its outcome (a StartCapture's comes when the clip is written)."""
+        if isinstance(command, ApplySettings):
+            return self.install(command.settings, command.model)
+        if isinstance(command, SwapModel):
+            return self.install(self.settings, command.model)
+        if isinstance(command, StartCapture):
+            if not self.live:
+                return command.capture.fail("the runtime is not running")
+            return self.captures.add(command.capture)
+        if isinstance(command, StartCalibration):
+            return self.calibration.start(command.seconds, command.percentile, command.on_done)
+        if isinstance(command, EndCalibration) and self.calibration.is_current(command.run):
+            return self._end_calibration(command.reason)
+        return None
+
+    def install(self, settings: Settings, model: LoadedModel | None = None) -> None:
+        """Put ``settings`` (and ``model``) in force; a new front end or window restarts the analysis."""
+        if model is not None and model is not self.model:
+            old, self.model = self.model, model
+            if (model.card.features, model.card.window_samples) != (old.card.features, old.card.window_samples):
+                log.info("the new model has another front end or window: analysis restarts")
+                self.windower = Windower(model.card, hop_seconds=settings.hop_seconds,
+                                         context_seconds=self.context_seconds)
+                self.detector.reset()
+            self._end_calibration("the model changed during the calibration")
+            self.counters["model_swaps"] += 1
+            old.close()
+        self.settings = settings
+        self.detector.configure(threshold_of(settings, self.model), settings.consecutive, settings.cooldown_seconds)
+        if self.windower.hop_frames != self.windower.card.features.hop_frames(settings.hop_seconds):
+            self.windower.set_hop(settings.hop_seconds)
+
+    # -- audio ------------------------------------------------------------------------------------
+
+    def on_chunk(self, chunk: Chunk) -> None:
+        """Captures, windows, calibration progress, state and telemetry for one chunk."""
+        for capture in self.captures.feed(chunk):
+            error = write_capture(capture, clip_dir=self.sink.clip_dir, machine=self.settings.machine,
+                                  seq=self._seq.next("captures"), sample_rate=self.windower.sample_rate,
+                                  fallback_time=time.time())
+            self.counters["captures"] += error is None
+            self.last_error = error or self.last_error
+        if chunk.discontinuity:
+            self.detector.reset()
+        for window in self.windower.push(chunk):
+            self._on_window(window)
+        seconds = chunk.samples.shape[0] / self.windower.sample_rate
+        self.audio_seconds += seconds
+        if self.calibration.advance(seconds):
+            self._conclude_calibration()
+        if self.source.state == "no-audio":
+            self._set_state("no-audio", self.source.last_error or "")
+            self.detector.reset()
+        elif seconds and self.state == "no-audio":
+            self._set_state("running", "audio is back")
+        self._emit_telemetry(self.telemetry.advance(chunk.start_time, chunk.offset, seconds,
+                                                    interval_seconds=self.settings.telemetry_interval_seconds))
+
+    def finish(self, why: str) -> None:
+        """The source ended (``why``): fail what waits for audio, send the last telemetry."""
+        self.captures.fail_all(why, self.windower.sample_rate)
+        self._end_calibration(f"{why} {self.calibration.describe_progress()}")
+        self._emit_telemetry(self.telemetry.finish())
+        self._window_log.close()
+
+    def _on_window(self, w: Window) -> None:
+        s = self.settings
+        self.counters["windows"] += 1
+        if w.level_dbfs < s.energy_gate_dbfs:
+            self.counters["silent"] += 1
+            self.telemetry.window(w.start_time, w.start_offset, w.level_dbfs, None)
+            self.calibration.window()
+            self._window_log.write(w, None, None, self.detector.threshold)
+            self.detector.update(None, w.end_offset)
+            self._set_state("silent", f"level {w.level_dbfs:.1f} dBFS under the gate {s.energy_gate_dbfs:g} dBFS")
+            return
+        score, label = self.model.score(w.logmel)
+        if self.first_score_seconds is None:
+            self.first_score_seconds = round(seconds_since_start(), 3)
+            log.info("first score %.3f s after process start (cold start)", self.first_score_seconds)
+        self._set_state("running")
+        self.counters["scored"] += 1
+        self.last_score = score
+        self.telemetry.window(w.start_time, w.start_offset, w.level_dbfs, score)
+        self._window_log.write(w, score, label, self.detector.threshold)
+        if self.calibration.running:  # held back: this sound is normal by definition
+            self.calibration.window(score, held_back=self.detector.observe(score, w.end_offset))
+        elif self.detector.update(score, w.end_offset):
+            self._alert(FlaggedWindow(w, score, label, self.windower.clip(w), self.windower.sample_rate))
+
+    def _alert(self, flagged: FlaggedWindow) -> None:
+        self.counters["alerts"] += 1
+        self.telemetry.alert()
+        alert, error = build_alert(flagged, clip_dir=self.sink.clip_dir, machine=self.settings.machine,
+                                   threshold=self.detector.threshold, model=self.model.version,
+                                   seq=self._seq.next("alerts"))
+        self.counters["clips" if error is None else "clip_errors"] += 1
+        self.last_error = error or self.last_error
+        self.sink.emit("alerts", alert.to_message())
+
+    def _emit_telemetry(self, interval: Interval | None) -> None:
+        if interval is not None:
+            t = Telemetry(machine=self.settings.machine, state=self.state, model=self.model.version,
+                          seq=self._seq.next("telemetry"), **interval.fields())
+            self.sink.emit("telemetry", t.to_message())
+
+    def _conclude_calibration(self) -> None:
+        """Put the fitted threshold in force as the settings' override (between chunks, so the
+        result does not depend on thread timing), or fail the calibration."""
+        try:
+            result = self.calibration.fit()
+        except CalibrationError as exc:
+            self._end_calibration(str(exc))
+            return
+        old = self.threshold
+        self.install(replace(self.settings, threshold=result["threshold"]))
+        self.detector.reset()  # a new rule: runs start afresh
+        state = self.calibration.finish(result) or {}
+        log.info("site calibration done: threshold %.4g → %.4g (%s; %d window(s) over the old threshold held back)",
+                 old, self.threshold, result["method"], state.get("suppressed", 0))
+
+    def _end_calibration(self, error: str) -> None:
+        """Fail the calibration in progress, if any, with ``error``."""
+        if self.calibration.finish(error=error) is not None:
+            self.last_error = f"calibration failed: {error}"
+            log.error("site calibration failed, the threshold stays %.4g: %s", self.threshold, error)
+
+    def _set_state(self, state: str, why: str = "") -> None:
+        if state != self.state:
+            log.info("state %s → %s%s", self.state, state, f" ({why})" if why else "")
+            self.state = state
+
+
+def threshold_of(settings: Settings, model: LoadedModel) -> float:
+    """The threshold ``settings`` put in force with ``model``: their override or the card's."""
+    return model.card.threshold if settings.threshold is None else float(settings.threshold)
