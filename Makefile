@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 export PIP_PROGRESS_BAR := off
 
-.PHONY: demo test test-image image bench bench-train model clean venv-runtime venv-dev
+.PHONY: demo test test-image lint image bench bench-train model clean venv-runtime venv-dev
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.10 is required") if sys.version_info < (3, 10) else None'
@@ -39,6 +39,11 @@ demo: $(VENV)/.demo
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q
+
+# ruff over the tree, mypy over the module package (configured in pyproject.toml); .ci/run runs it.
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # The container image, audioclassifier:<module.json version>-amd64: docker, or podman where no Docker
 # engine runs (through ../shared/tools/container-base.sh where that exists). tools/image.sh says how.

@@ -133,7 +133,7 @@ class Onnx:
         return self.run(x, "embedding")
 
 
-def fit_maha_meanstd(x: np.ndarray):  # noqa: ANN201
+def fit_maha_meanstd(x: np.ndarray):
     """Baseline (a): Mahalanobis (Ledoit-Wolf) on per-band mean and std over time, standardised."""
     from sklearn.covariance import LedoitWolf
 
@@ -151,7 +151,7 @@ def fit_maha_meanstd(x: np.ndarray):  # noqa: ANN201
     return score
 
 
-def fit_ae_baseline(x: np.ndarray):  # noqa: ANN201
+def fit_ae_baseline(x: np.ndarray):
     """Baseline (b): the DCASE 2020 dense autoencoder (ml's implementation, 20 epochs max)."""
     import torch
 
@@ -163,7 +163,7 @@ def fit_ae_baseline(x: np.ndarray):  # noqa: ANN201
     return lambda w: score_windows(model, w)
 
 
-def fit_onsite(model: Onnx, x_site: np.ndarray):  # noqa: ANN201
+def fit_onsite(model: Onnx, x_site: np.ndarray):
     """Ours, on site: the shipped model's embedding + the numpy learner on the machine's own windows."""
     from audioclassifier.learning import fit_normal
 
@@ -181,7 +181,7 @@ def fit_onsite(model: Onnx, x_site: np.ndarray):  # noqa: ANN201
 # evaluation
 
 
-def file_scores(score, files_x: list[np.ndarray]) -> np.ndarray:  # noqa: ANN001
+def file_scores(score, files_x: list[np.ndarray]) -> np.ndarray:
     """A file's score is the mean of its windows' scores (as ``ml evaluate``)."""
     lens = [len(w) for w in files_x]
     s = np.asarray(score(np.concatenate(files_x)), dtype=np.float64)
@@ -194,7 +194,7 @@ def auc_pauc(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     return binary_auc(y, s)
 
 
-def run_case(x_train: np.ndarray, test: list[np.ndarray], y: np.ndarray, ours) -> dict[str, tuple[float, float]]:  # noqa: ANN001
+def run_case(x_train: np.ndarray, test: list[np.ndarray], y: np.ndarray, ours) -> dict[str, tuple[float, float]]:
     """AUC/pAUC of ours and both baselines (fitted on ``x_train``) on the test files."""
     out = {"ours": auc_pauc(y, file_scores(ours, test))}
     out["maha"] = auc_pauc(y, file_scores(fit_maha_meanstd(x_train), test))
@@ -243,7 +243,7 @@ def bench_bldc() -> None:
     speeds = sorted({rpm(f) for m in motors for f in files[("Healthy", m)]})
     folds = [set(speeds[0::2]), set(speeds[1::2])]
 
-    def test_set(keep) -> tuple[list[Path], np.ndarray]:  # noqa: ANN001
+    def test_set(keep) -> tuple[list[Path], np.ndarray]:
         fs = [f for (c, m), lst in files.items() for f in lst if keep(c, m, f)]
         return fs, np.array([f.parent.parent.name != "Healthy" for f in fs])
 

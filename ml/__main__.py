@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # verb not built yet
             raise
         p = mod.add_parser(sub)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(run_verb=mod.run)
     return parser
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args._run(args) or 0)
+    return int(args.run_verb(args) or 0)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -108,7 +108,7 @@ def fit_classifier(
             key = (rec["train_acc"], -rec["train_loss"])
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
-        progress("  epoch {epoch}/{n}: ".format(epoch=epoch, n=cfg.epochs) + ", ".join(
+        progress(f"  epoch {epoch}/{cfg.epochs}: " + ", ".join(
             f"{k} {v:.3f}" for k, v in rec.items() if k not in ("epoch", "seconds")) + f" ({rec['seconds']:.1f} s)")
         if stopper.update(model, key):
             progress(f"  early stop after epoch {epoch} (no validation improvement for {stopper.stale} epochs)")

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on build machines or devices
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from audioclassifier.features import LogMelParams, mel_frequencies  # noqa: E402
+from audioclassifier.features import LogMelParams, mel_frequencies
 
 __all__ = ["plot_logmel", "save_spectrogram_png"]
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import scipy.signal

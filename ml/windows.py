@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class WindowSet:
         names = np.array([it.group for it in self.items], dtype=object)
         return names[self.file_index] if len(self.file_index) else np.empty(0, dtype=object)
 
-    def subset_files(self, keep: Sequence[int]) -> "WindowSet":
+    def subset_files(self, keep: Sequence[int]) -> WindowSet:
         """The windows of the files ``keep`` (indices into ``items``), renumbered."""
         keep = list(keep)
         remap = np.full(len(self.items), -1, dtype=np.int64)

@@ -13,8 +13,8 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -111,7 +111,7 @@ class PulseMic:
         self._proc: subprocess.Popen[bytes] | None = None
         self._writer: threading.Thread | None = None
 
-    def start(self) -> "PulseMic":
+    def start(self) -> PulseMic:
         exe = shutil.which("pulseaudio")
         if exe is None:
             pytest.skip("pulseaudio is not installed (Debian: apt-get install pulseaudio libportaudio2)")

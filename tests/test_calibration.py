@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import scipy.stats
 import soundfile as sf
-from audioclassifier.thresholds import GammaThreshold, gamma_threshold
+
 from audioclassifier.card import read_card
 from audioclassifier.config import DEFAULT_MODEL
+from audioclassifier.thresholds import GammaThreshold, gamma_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 FAULT_START = 150.0

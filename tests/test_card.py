@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
 from audioclassifier.card import CardError, ModelCard, read_card
 from harness.models import tiny_graph
-
 from ml.modelcard import save_with_card
 
 CARD = {

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from fixtures_audio import make_model, tone
 
 from audioclassifier.backends import load_model
 from audioclassifier.commands import (
@@ -25,6 +24,7 @@ from audioclassifier.runtime import CalibrationError, CaptureError, Runtime
 from audioclassifier.settings import Settings
 from audioclassifier.sinks import LocalSink
 from audioclassifier.sources import FileSource
+from fixtures_audio import make_model, tone
 
 SR = 16000
 
@@ -94,7 +94,7 @@ def test_commands_from_many_threads_and_from_the_worker(tmp_path: Path) -> None:
         try:
             for k in range(5):
                 rt.apply_settings(replace(rt.settings, consecutive=1 + (i + k) % 3))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=tweak, args=(i,)) for i in range(4)]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ml.__main__ import main
 from conftest import tone_and_noise
+from ml.__main__ import main
 
 
 def _tree(root: Path) -> None:

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from harness.procs import wait_until
 
 from audioclassifier.config import hub_configured
 from audioclassifier.hub.client import HubClient
 from audioclassifier.hub.outbox import Outbox
+from harness.procs import wait_until
 
 
 class Recorder:

@@ -20,11 +20,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from audioclassifier.hub.redact import find_secrets
 from harness.models import tiny_model
 from harness.procs import wait_until
 from harness.proxy import StallableProxy
-
-from audioclassifier.hub.redact import find_secrets
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLD = -15.3  # the tiny model's score: about -15.5 healthy, -15.1 with the bearing fault
@@ -285,6 +285,7 @@ def test_alert_clips_go_through_iot_hub_file_upload(module, hub, azurite, file_u
     import io
 
     import soundfile as sf
+
     from harness.fileupload import CONTAINER as FILE_UPLOAD_CONTAINER
 
     del module.env["AUSCULT_BLOB_CONNECTION_STRING"]

@@ -13,7 +13,7 @@ TOKEN = "SharedAccessSignature sr=h%2Fdevices%2Fd&sig=ZmFrZQ%3D%3D&se=1700000000
 
 
 def test_redact_masks_every_kind_and_keeps_the_rest() -> None:
-    for text in (CONN, BLOB, SAS, TOKEN, f'{{"sasToken": "?sv=1&sig=abc", "x": 1}}'):
+    for text in (CONN, BLOB, SAS, TOKEN, '{"sasToken": "?sv=1&sig=abc", "x": 1}'):
         assert r.find_secrets(text), text
         masked = r.redact(text)
         assert r.find_secrets(masked) == [], masked

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness.models import tiny_model
-from harness.procs import wait_until
 
 from audioclassifier.audio_io import write_wav
 from audioclassifier.card import read_card
@@ -23,6 +21,8 @@ from audioclassifier.config import hub_config
 from audioclassifier.hub import HubApp
 from audioclassifier.hub.redact import find_secrets
 from audioclassifier.settings import Settings
+from harness.models import tiny_model
+from harness.procs import wait_until
 
 
 class Control:

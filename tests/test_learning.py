@@ -122,11 +122,11 @@ def test_too_few_windows_are_refused_and_few_warn() -> None:
 
 
 def test_embedding_output_agrees_across_torch_onnxruntime_openvino(tmp_path: Path) -> None:
+    import onnx
+
     from audioclassifier.features import LogMelParams
     from ml.anomaly import AnomalyConfig, fit_knn, fit_stats
     from ml.export import check_contract, export_onnx
-
-    import onnx
 
     params = LogMelParams(n_fft=512, hop_length=256, n_mels=32)
     frames = params.frames_for(16000)
@@ -208,9 +208,8 @@ def test_selection_prefers_the_method_that_generalises_under_shift() -> None:
 
 
 def test_training_refuses_a_threshold_on_too_few_windows_and_warns_on_few(tmp_path: Path) -> None:
-    from ml_tiny import PARAMS, make_tree
-
     from ml.train import TrainError, TrainOptions, train
+    from ml_tiny import PARAMS, make_tree
 
     def opts(data: Path, window: float) -> TrainOptions:
         o = TrainOptions(data=data, kind="anomaly", out=tmp_path / "m.onnx", params=PARAMS, window_seconds=window,
@@ -232,9 +231,8 @@ def test_training_refuses_a_threshold_on_too_few_windows_and_warns_on_few(tmp_pa
 
 
 def test_cli_train_exits_2_on_too_few_windows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ml_tiny import make_tree
-
     from ml.__main__ import main
+    from ml_tiny import make_tree
 
     tiny = make_tree(tmp_path / "tiny", labels={"normal": 1}, machines=tuple(range(8)), seconds=1.0)
     code = main(["train", "--data", str(tiny), "--kind", "anomaly", "--out", str(tmp_path / "m.onnx"),

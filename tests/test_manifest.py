@@ -12,11 +12,11 @@ import fnmatch
 import json
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -446,7 +446,7 @@ def test_reference_tables_are_rendered_from_the_constraints_table() -> None:
     assert text.count("<!-- table:") >= 3
     assert render_docs.render(text) == text, "docs/reference.md differs from the code: run python tools/render_docs.py"
     # Every setting the code holds has its row, defaults included.
-    for name, param in SETTINGS.items():
+    for name in SETTINGS:
         assert f"| `{name}` |" in text, name
     defaults = Settings().to_dict()
     flat = {k: v for k, v in defaults.items() if not isinstance(v, dict)}

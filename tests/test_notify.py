@@ -52,7 +52,7 @@ def webhook() -> Iterator[Webhook]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with lock:
                 hook.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
@@ -312,7 +312,7 @@ def test_function_raises_when_an_alert_is_not_delivered_so_the_platform_retries(
 
     webhook.script = [500] * 10
     events = host_batch(REPO / "tests" / "data" / "notify_batch.json")
-    with pytest.raises(function_app.NotificationFailed, match="1 alert") as info:
+    with pytest.raises(function_app.NotificationError, match="1 alert") as info:
         function_app.handle(events, nt.Notifier(settings(webhook.url)))
     assert "hydraulic-press seq 41" in str(info.value) and TOKEN not in str(info.value)
     assert len(webhook.requests) == 4

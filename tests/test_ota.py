@@ -10,10 +10,10 @@ from pathlib import Path
 
 import onnx
 import pytest
-from harness.models import tiny_graph, tiny_model
 
 from audioclassifier.hub.ota import OtaError, fetch_model
 from audioclassifier.settings import ModelRef
+from harness.models import tiny_graph, tiny_model
 
 
 def ref(path: Path, sha: str, version: str = "2") -> ModelRef:

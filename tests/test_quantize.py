@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ml_tiny import PARAMS, WINDOW, make_tree
-
 from audioclassifier.card import ModelCard, read_card
 from ml.__main__ import main
 from ml.export import export_onnx
 from ml.models import ConvClassifier
 from ml.quantize import quantize
+from ml_tiny import PARAMS, WINDOW, make_tree
 
 torch.set_num_threads(1)
 

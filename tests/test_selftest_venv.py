@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_manifest import MODULE, dockerfile
 
 from harness.venvs import DEV_ONLY, run, runtime_venv
-from test_manifest import MODULE, dockerfile
 
 
 @pytest.mark.slow

@@ -13,13 +13,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml_tiny import PARAMS, WINDOW, make_tree
-
 from audioclassifier.card import read_card
 from ml.calibrate import confidence_threshold, gamma_threshold
 from ml.evaluate import evaluate
 from ml.splits import group_split
 from ml.train import TrainError, TrainOptions, train
+from ml_tiny import PARAMS, WINDOW, make_tree
 
 torch.set_num_threads(1)
 

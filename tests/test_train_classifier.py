@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from ml_tiny import PARAMS, WINDOW, make_tree
-
 from audioclassifier.card import read_card
 from ml.augment import Augment
 from ml.evaluate import evaluate
 from ml.train import TrainOptions, train
+from ml_tiny import PARAMS, WINDOW, make_tree
 
 torch.set_num_threads(1)
 

@@ -8,17 +8,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-import pytest
-from harness.azurite import ACCOUNT, ACCOUNT_KEY
-from harness.fileupload import CONTAINER as FILE_UPLOAD_CONTAINER
-from harness.procs import wait_until
 
 from audioclassifier.audio_io import write_wav
 from audioclassifier.backoff import Backoff
+from audioclassifier.config import hub_config
 from audioclassifier.hub.redact import find_secrets
 from audioclassifier.hub.spool import Spool
-from audioclassifier.config import hub_config
 from audioclassifier.hub.uploader import BlobTarget, FileUploadTarget, Uploader, make_target
+from harness.azurite import ACCOUNT, ACCOUNT_KEY
+from harness.fileupload import CONTAINER as FILE_UPLOAD_CONTAINER
+from harness.procs import wait_until
 
 
 def target_from_environment(env: dict[str, str]):  # type: ignore[no-untyped-def]

@@ -16,14 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import azure.functions as func
-
 from notifier import Notifier, NotifySettings, RawEvent, Report
 
 app = func.FunctionApp()
 log = logging.getLogger("auscult.notify")
 
 
-class NotificationFailed(RuntimeError):
+class NotificationError(RuntimeError):
     """Some alerts of a batch could not be delivered (the function's retry policy runs it again)."""
 
 
@@ -52,13 +51,13 @@ def to_raw_events(events: Sequence[func.EventHubEvent] | func.EventHubEvent) -> 
 
 
 def handle(events: Sequence[func.EventHubEvent] | func.EventHubEvent, target: Notifier | None = None) -> Report:
-    """Notify the alerts among ``events``; raise NotificationFailed if any could not be delivered."""
+    """Notify the alerts among ``events``; raise NotificationError if any could not be delivered."""
     report = (target or get_notifier()).handle(to_raw_events(events))
     log.info("batch of %d: %d alert(s), %d sent, %d ignored, %d malformed, %d duplicate(s), %d failed",
              report.events, report.alerts, report.sent, report.ignored, report.malformed,
              report.duplicates, len(report.failed))
     if report.failed:
-        raise NotificationFailed(f"{len(report.failed)} alert(s) not delivered: " + "; ".join(report.failed))
+        raise NotificationError(f"{len(report.failed)} alert(s) not delivered: " + "; ".join(report.failed))
     return report
 
 

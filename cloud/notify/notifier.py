@@ -23,7 +23,7 @@ from urllib3.util.retry import Retry
 __all__ = [
     "AlertNotice",
     "ConfigError",
-    "MalformedEvent",
+    "MalformedEventError",
     "Notifier",
     "NotifySettings",
     "RawEvent",
@@ -45,7 +45,7 @@ class ConfigError(ValueError):
     """A missing or invalid app setting; the message names the setting, never its secret value."""
 
 
-class MalformedEvent(ValueError):
+class MalformedEventError(ValueError):
     """An event that claims to be an alert (or cannot tell) but whose body cannot be read as one."""
 
 
@@ -89,7 +89,7 @@ class NotifySettings:
         return urlsplit(self.webhook_url).hostname or "?"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "NotifySettings":
+    def from_env(cls, env: Mapping[str, str]) -> NotifySettings:
         """Read ``AUSCULT_WEBHOOK_URL`` (required) and the optional settings; ConfigError if bad."""
         url = _setting(env, "AUSCULT_WEBHOOK_URL")
         if not url:
@@ -168,7 +168,7 @@ def _text(body: Mapping[str, Any], name: str, *, required: bool = True) -> str |
     if v is None and not required:
         return None
     if not isinstance(v, str) or not v.strip():
-        raise MalformedEvent(f"{name!r} must be a non-empty string, got {v!r}")
+        raise MalformedEventError(f"{name!r} must be a non-empty string, got {v!r}")
     return v.strip()
 
 
@@ -177,18 +177,18 @@ def _number(body: Mapping[str, Any], name: str, *, required: bool = True) -> flo
     if v is None and not required:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise MalformedEvent(f"{name!r} must be a finite number, got {v!r}")
+        raise MalformedEventError(f"{name!r} must be a finite number, got {v!r}")
     return float(v)
 
 
 def _time(body: Mapping[str, Any], name: str) -> datetime:
     v = body.get(name)
     if not isinstance(v, str):
-        raise MalformedEvent(f"{name!r} must be an ISO-8601 time, got {v!r}")
+        raise MalformedEventError(f"{name!r} must be an ISO-8601 time, got {v!r}")
     try:
         t = datetime.fromisoformat(v.replace("Z", "+00:00"))
     except ValueError:
-        raise MalformedEvent(f"{name!r} must be an ISO-8601 time, got {v!r}") from None
+        raise MalformedEventError(f"{name!r} must be an ISO-8601 time, got {v!r}") from None
     return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
@@ -197,7 +197,7 @@ def parse_event(event: RawEvent) -> AlertNotice | None:
 
     The ``alert`` application property decides (IoT Hub routing uses the same one); without it,
     the body's ``type`` does (``anomaly`` is an alert). An alert whose body cannot be read raises
-    :class:`MalformedEvent` so the caller can skip it with a log line.
+    :class:`MalformedEventError` so the caller can skip it with a log line.
     """
     flag = _flag(event.properties)
     if flag is not None and flag != "true":
@@ -209,19 +209,19 @@ def parse_event(event: RawEvent) -> AlertNotice | None:
     except (UnicodeDecodeError, ValueError) as exc:
         if flag is None:
             return None  # not ours: another device's non-JSON message
-        raise MalformedEvent(f"body is not UTF-8 JSON ({exc.__class__.__name__}: {exc})") from None
+        raise MalformedEventError(f"body is not UTF-8 JSON ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(body, dict):
         if flag is None:
             return None
-        raise MalformedEvent(f"body must be a JSON object, got {type(body).__name__}")
+        raise MalformedEventError(f"body must be a JSON object, got {type(body).__name__}")
     if flag is None and body.get("type") != "anomaly":
         return None
     seq = body.get("seq")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
-        raise MalformedEvent(f"'seq' must be an integer, got {seq!r}")
+        raise MalformedEventError(f"'seq' must be an integer, got {seq!r}")
     clip = body.get("clip")
     if clip is not None and (not isinstance(clip, str) or not clip.strip()):
-        raise MalformedEvent(f"'clip' must be a blob name or null, got {clip!r}")
+        raise MalformedEventError(f"'clip' must be a blob name or null, got {clip!r}")
     system = event.system or {}
     return AlertNotice(
         machine=_text(body, "machine"),
@@ -407,7 +407,7 @@ class Notifier:
             device = (event.system or {}).get("connection-device-id", "?")
             try:
                 notice = parse_event(event)
-            except MalformedEvent as exc:
+            except MalformedEventError as exc:
                 report.malformed += 1
                 log.warning("skipping malformed alert from device %s: %s", device, exc)
                 continue

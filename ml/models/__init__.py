@@ -2,8 +2,7 @@
 does all its normalisation inside, and returns ``score (batch,)`` (anomaly) or ``probs (batch, K)``
 (classifier), so that one ``torch.onnx`` path exports every model with the same contract."""
 
-from ml.models.anomaly import (DenseAutoencoder, GMMScorer, KNNScorer, LogMelStats, MahalanobisScorer,
-                               ScoreAndEmbedding)
+from ml.models.anomaly import DenseAutoencoder, GMMScorer, KNNScorer, LogMelStats, MahalanobisScorer, ScoreAndEmbedding
 from ml.models.classifier import ConvClassifier
 
 __all__ = ["ConvClassifier", "DenseAutoencoder", "GMMScorer", "KNNScorer", "LogMelStats", "MahalanobisScorer",

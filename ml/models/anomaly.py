@@ -120,7 +120,7 @@ class LogMelStats(nn.Module):
                 out.append((xp[:, :, 1:] - xp[:, :, :-1]).abs().mean(dim=2))
         return torch.cat(out, dim=1)
 
-    def fit(self, x: torch.Tensor) -> "LogMelStats":
+    def fit(self, x: torch.Tensor) -> LogMelStats:
         """Set the standardisation from training windows; returns self."""
         f = self.raw(x)
         self.center.copy_(f.mean(dim=0))

@@ -93,7 +93,7 @@ class Windower:
         self.ring = AudioRing(cap)
         self._anchors = _Anchors(self.sample_rate, keep=cap)
         self._stream = LogMelStream(p)
-        # Columns, each written twice (at c % W and c % W + W) so any window is one contiguous slice.
+        # Columns, each written twice (at c % w_frames and c % w_frames + w_frames) so any window is one contiguous slice.
         self._cols = np.zeros((self.n_mels, 2 * self.window_frames), dtype=np.float32)
         self._segment_start = 0  # ring sample number where the current segment began
         self._frames = 0  # columns in the current segment
@@ -147,25 +147,25 @@ class Windower:
 
     def _store(self, block: np.ndarray) -> None:
         """Write consecutive columns at their two ring positions (at most two slices each)."""
-        W = self.window_frames
+        w_frames = self.window_frames
         n = block.shape[1]
         first = self._frames
-        if n > W:  # a hop longer than the window: only the last W columns can be in one
-            first += n - W
-            block, n = block[:, n - W :], W
-        c = first % W
-        k = min(n, W - c)
-        for at in (c, c + W):
+        if n > w_frames:  # a hop longer than the window: only the last w_frames columns can be in one
+            first += n - w_frames
+            block, n = block[:, n - w_frames :], w_frames
+        c = first % w_frames
+        k = min(n, w_frames - c)
+        for at in (c, c + w_frames):
             self._cols[:, at : at + k] = block[:, :k]
         if k < n:
-            for at in (0, W):
+            for at in (0, w_frames):
                 self._cols[:, at : at + n - k] = block[:, k:]
 
     def _cut(self) -> Window:
-        W = self.window_frames
-        first = self._frames - W
-        s = first % W
-        logmel = self._cols[:, s : s + W].copy()
+        w_frames = self.window_frames
+        first = self._frames - w_frames
+        s = first % w_frames
+        logmel = self._cols[:, s : s + w_frames].copy()
         start = self._segment_start + first * self.hop_length
         end = start + self.window_samples
         t0, off0 = self._anchors.at(start)

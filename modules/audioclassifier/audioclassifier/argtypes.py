@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["finite", "int_at_least", "integer", "number_in", "positive", "unit"]
 

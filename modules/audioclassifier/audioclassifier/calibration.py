@@ -19,9 +19,10 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ class SiteCalibration:
                 f"calibrate again, longer, while it runs")
         try:
             fit = gamma_threshold(np.asarray(finite), percentile=run.percentile)
-        except Exception as exc:  # noqa: BLE001 - any fit failure fails the calibration, not the module
+        except Exception as exc:
             raise CalibrationError(f"the threshold fit failed: {type(exc).__name__}: {exc}") from exc
         if not math.isfinite(fit.threshold):
             raise CalibrationError(f"the threshold fit gave {fit.threshold!r}")
@@ -159,7 +160,7 @@ class SiteCalibration:
         if run.on_done is not None:
             try:
                 run.on_done(dict(state))
-            except Exception:  # noqa: BLE001 - a reporting problem must not stop the audio
+            except Exception:
                 log.exception("calibration: on_done failed")
         return state
 

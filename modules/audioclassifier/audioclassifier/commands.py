@@ -11,10 +11,11 @@ caller that needs it waits for (:func:`wait`).
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from audioclassifier.backends import LoadedModel
 from audioclassifier.capture import Capture

@@ -172,7 +172,7 @@ class NormalModel:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "NormalModel":
+    def from_bytes(cls, data: bytes) -> NormalModel:
         """Read :meth:`to_bytes` output; anything else raises :class:`LearningError` saying why."""
         if not isinstance(data, (bytes, bytearray, memoryview)) or not len(data):
             raise LearningError("not a learnt normal model: no bytes")
@@ -197,7 +197,7 @@ class NormalModel:
             ok = prec.shape == (refs.shape[1], refs.shape[1]) and len(refs) == 1
         if not ok:
             raise LearningError("not a learnt normal model: inconsistent contents")
-        return cls(method=method, refs=refs, precision=prec, k=k, n_fitted=int(header.get("n_fitted", 0)),
+        return cls(method=str(method), refs=refs, precision=prec, k=int(k or 1), n_fitted=int(header.get("n_fitted", 0)),
                    threshold=float(header["threshold"]), threshold_method=str(header.get("threshold_method", "")),
                    meta=dict(header.get("meta") or {}))
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -149,8 +150,8 @@ class _PortAudio:
         sd = self._sd
         if rescan:  # PortAudio lists devices once per initialisation
             try:
-                sd._terminate()
-                sd._initialize()
+                sd._terminate()  # noqa: SLF001 - no public rescan in sounddevice
+                sd._initialize()  # noqa: SLF001
             except Exception:  # noqa: BLE001 - best effort; opening reports the real problem
                 pass
         stream = sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="float32",

@@ -8,7 +8,8 @@ them and operators read them (docs/reference.md).
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from audioclassifier import __version__
 from audioclassifier.backends import LoadedModel

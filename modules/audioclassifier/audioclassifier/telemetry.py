@@ -11,8 +11,9 @@ machine, the state, the model and the sequence number). Pure bookkeeping: no I/O
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from audioclassifier.analysis import level_dbfs
 

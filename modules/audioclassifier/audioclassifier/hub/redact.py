@@ -59,7 +59,7 @@ def install() -> None:
         record = previous(*args, **kwargs)
         try:
             message = record.getMessage()
-        except Exception:  # a bad format string: keep the raw template, redacted
+        except Exception:  # noqa: BLE001 - a bad format string: keep the raw template, redacted
             message = str(record.msg)
         record.msg, record.args = redact(message), ()
         if record.exc_info and record.exc_info[0] is not None:
