@@ -176,3 +176,35 @@ def test_settings_replace_keeps_model_field(running) -> None:
     before = control.settings
     sink._on_desired({"machine": "pump-2"}, False)
     assert control.settings == replace(before, machine="pump-2")
+
+
+def test_reports_stay_bounded_and_a_refused_report_does_not_block_the_next(running, hub) -> None:
+    """A rejected 1 MB `machine` was echoed twice in a 2 MB reported patch (IoT Hub keeps 32 KB), and
+    a refused report was retried forever, blocking all reporting after it."""
+    app, control = running
+    hub.set_desired({"machine": "m" * 1_000_000, "cooldown_seconds": 7})
+    hub.wait_for(lambda h: "machine" in h.reported.get("rejected", {}), 15)
+    assert len(hub.reported["rejected"]["machine"]) < 200 and control.settings.cooldown_seconds == 7
+    assert len(json.dumps(hub.reported)) < 32 * 1024 and hub.refused_reports == 0
+    app.reporter.send({"blob": "x" * 100_000})  # whatever a report holds, it is cut to fit
+    hub.wait_for(lambda h: "blob" in h.reported, 15)
+    assert len(hub.reported["blob"]) <= 256
+
+    hub.reported_limit = len(json.dumps(hub.reported)) + 300  # the hub now refuses anything big
+    app.reporter.send({"big": ["y" * 200] * 10})
+    hub.wait_for(lambda h: h.refused_reports >= 1, 15)
+    app.reporter.send({"small": 1})  # the next report still goes
+    hub.wait_for(lambda h: h.reported.get("small") == 1, 15)
+    assert app.client.refused_reports >= 1 and "refused" in (app.client.last_error or "")
+
+
+def test_drained_outbox_counters_are_reported_as_zeros(running, hub) -> None:
+    """status.outbox.pending kept {"alerts": 122} after the outbox drained: reported properties merge,
+    and {} never clears a key."""
+    app, control = running
+    app.sink.emit("alerts", {"type": "anomaly", "machine": "pump-1", "label": "x", "score": 1.0, "seq": 5})
+    hub.wait_for(lambda h: h.outputs("alerts"), 10)
+    assert wait_until(lambda: len(app.outbox) == 0, 10)
+    app.reporter.report_status()
+    hub.wait_for(lambda h: h.reported.get("status", {}).get("outbox", {}).get("pending", {}).get("alerts") == 0, 10)
+    assert hub.reported["status"]["outbox"]["sent"]["alerts"] >= 1

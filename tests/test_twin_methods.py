@@ -110,3 +110,15 @@ def test_methods_check_arguments_from_the_one_table(ctx: MethodContext) -> None:
     assert dispatch("calibrate", {"seconds": 60}, ctx)[0] == 202
     assert ctx.control.calls[-1] == ("calibrate", (60.0, METHODS["calibrate"]["percentile"].default))
     assert dispatch("calibrate", {"seconds": 60}, ctx)[0] == 409
+
+
+def test_bounded_reports_fit_and_keep_what_fits() -> None:
+    from audioclassifier.hub.reporting import bounded
+
+    small = {"settings": {"hop_seconds": 1.0}, "status": {"state": "running"}}
+    assert bounded(small) is small
+    big = {"rejected": {f"k{i}": "why" * 50 for i in range(500)}, "status": {"state": "running"},
+           "note": "n" * 100_000}
+    out = bounded(big, limit=8 * 1024)
+    assert len(json.dumps(out)) <= 8 * 1024
+    assert out["status"] == {"state": "running"}  # small entries survive as they are

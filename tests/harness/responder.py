@@ -54,6 +54,9 @@ class HubResponder:
         self.reported: dict[str, Any] = {"$version": 1}
         self.messages: list[Received] = []
         self.twin_gets = 0
+        #: IoT Hub refuses (400) a reported patch that would take the reported properties over 32 KB.
+        self.reported_limit = 32 * 1024
+        self.refused_reports = 0
         self._responses: dict[str, tuple[int, Any]] = {}
         self._cond = threading.Condition()
         self._connected = threading.Event()
@@ -128,7 +131,14 @@ class HubResponder:
                 rid = self._rid(topic)
                 patch = json.loads(msg.payload.decode("utf-8"))
                 with self._cond:
-                    _merge(self.reported, patch)
+                    merged = json.loads(json.dumps(self.reported))
+                    _merge(merged, patch)
+                    if len(json.dumps(merged).encode()) > self.reported_limit:
+                        self.refused_reports += 1
+                        self._cond.notify_all()
+                        client.publish(f"$iothub/twin/res/400/?$rid={rid}", b"", qos=1)
+                        return
+                    self.reported = merged
                     self.reported["$version"] += 1
                     version = self.reported["$version"]
                     self._cond.notify_all()

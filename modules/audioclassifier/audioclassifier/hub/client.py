@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
+from azure.iot.device.exceptions import ServiceError
 
 from ..backoff import Backoff
 from .outbox import Entry, Outbox
+from .reporting import bounded
 
 __all__ = ["HubClient"]
 
@@ -63,6 +66,12 @@ def _call(fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """The status of a refused twin operation (the SDK says it only in the message)."""
+    m = re.search(r"status (\d{3})", str(exc))
+    return int(m.group(1)) if m else None
 
 
 def _deep_merge(into: dict, patch: Mapping) -> dict:
@@ -108,6 +117,7 @@ class HubClient:
         self.connects = 0
         self.resyncs = 0
         self.send_failures = 0
+        self.refused_reports = 0
         self.last_error: str | None = None
 
     @classmethod
@@ -288,12 +298,27 @@ class HubClient:
         except (TypeError, ValueError) as exc:  # retrying cannot help: drop it, loudly
             log.error("hub: dropped a reported-properties patch that is not JSON: %s", exc)
             return
+        patch = bounded(patch)  # IoT Hub refuses reported properties over 32 KB
         try:
             _call(self._client.patch_twin_reported_properties, patch, timeout=REQUEST_TIMEOUT_SECONDS)
-        except Exception:
-            with self._lock:  # put it back under anything reported since
-                self._report = _deep_merge(patch, self._report)
+        except ServiceError as exc:
+            status = _status_code(exc)
+            if status is not None and 400 <= status < 500 and status != 429:
+                # The hub refused this patch: sending it again cannot help, and it must not block the
+                # reports after it. Say so (small) and go on.
+                self.last_error = f"reported properties refused by the hub ({status}); that report was dropped"
+                log.error("hub: %s", self.last_error)
+                self.refused_reports += 1
+                return
+            self._put_back(patch)
             raise
+        except Exception:
+            self._put_back(patch)
+            raise
+
+    def _put_back(self, patch: dict[str, Any]) -> None:
+        with self._lock:  # under anything reported since
+            self._report = _deep_merge(patch, self._report)
 
     # -- SDK handler threads --------------------------------------------------------------------
 

@@ -197,12 +197,20 @@ class Outbox:
             return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
 
     def stats(self) -> OutboxStats:
+        """Counts per output. Every output ever seen is listed, drained ones with 0: reported
+        properties merge, so an output left out would keep its last count in the twin forever."""
         with self._lock:
             pending = dict(self._db.execute("SELECT output, COUNT(*) FROM messages GROUP BY output").fetchall())
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-        pick = lambda prefix: {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}  # noqa: E731
-        return OutboxStats(pending=pending, bytes=int(counters.get("bytes", 0)), quota_bytes=self.quota_bytes,
-                           dropped=pick("dropped."), sent=pick("sent."))
+
+        def pick(prefix: str) -> dict[str, int]:
+            return {k[len(prefix):]: int(v) for k, v in counters.items() if k.startswith(prefix)}
+
+        seen = {name for prefix in ("seq.", "dropped.", "sent.") for name in pick(prefix)} | set(pending)
+        return OutboxStats(pending={o: int(pending.get(o, 0)) for o in sorted(seen)},
+                           bytes=int(counters.get("bytes", 0)), quota_bytes=self.quota_bytes,
+                           dropped={o: pick("dropped.").get(o, 0) for o in sorted(seen)},
+                           sent={o: pick("sent.").get(o, 0) for o in sorted(seen)})
 
     def close(self) -> None:
         with self._lock:

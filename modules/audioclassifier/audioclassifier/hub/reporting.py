@@ -8,6 +8,7 @@ the status (``status``) and the settings in force (``settings``) periodically an
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -16,11 +17,47 @@ from typing import Any
 
 from .redact import redact
 
-__all__ = ["REPORT_INTERVAL_SECONDS", "Reporter", "redacted"]
+__all__ = ["MAX_REPORT_BYTES", "REPORT_INTERVAL_SECONDS", "Reporter", "bounded", "redacted"]
 
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL_SECONDS = 60.0
+#: IoT Hub keeps at most 32 KB of reported properties per twin; a patch is kept well under it.
+MAX_REPORT_BYTES = 24 * 1024
+_MAX_TEXT, _MAX_ITEMS = 256, 32
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
+def _shrink(value: Any) -> Any:
+    """Long strings cut, long lists and objects cut to their first items (with a count of the rest)."""
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_TEXT else value[: _MAX_TEXT - 3] + "..."
+    if isinstance(value, list):
+        head = [_shrink(v) for v in value[:_MAX_ITEMS]]
+        return head + ([f"... {len(value) - _MAX_ITEMS} more"] if len(value) > _MAX_ITEMS else [])
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {str(k)[:_MAX_TEXT]: _shrink(v) for k, v in items[:_MAX_ITEMS]}
+        if len(items) > _MAX_ITEMS:
+            out["..."] = f"{len(items) - _MAX_ITEMS} more"
+        return out
+    return value
+
+
+def bounded(patch: dict[str, Any], limit: int = MAX_REPORT_BYTES) -> dict[str, Any]:
+    """``patch`` within ``limit`` bytes of JSON: as it is when it fits, else with long values cut,
+    else with the largest top-level entries replaced by ``{"truncated": true, "bytes": n}``."""
+    if _size(patch) <= limit:
+        return patch
+    out = _shrink(patch)
+    for key in sorted(out, key=lambda k: _size(out[k]), reverse=True):
+        if _size(out) <= limit:
+            break
+        out[key] = {"truncated": True, "bytes": _size(out[key])}
+    return out
 
 
 def redacted(value: Any) -> Any:
