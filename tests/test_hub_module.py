@@ -362,3 +362,33 @@ def test_twin_null_returns_to_the_start_value_and_upload_settings_are_enforced(m
     assert wait_until(lambda: len(azurite.blobs(container)) == 2, 30), azurite.blobs(container).keys()
     assert module.wait(60) == 0
     assert len(azurite.blobs(container)) == 2 and len(spool_clips(module.env)) == n - 2
+
+
+def test_a_full_spool_disk_loses_no_alert_and_the_module_keeps_running(module, hub, azurite, recordings,
+                                                                       tmp_path) -> None:
+    """The spool on a 2 MiB file system, storage down, alerts four a second: libsndfile's ENOSPC
+    surfaced as AssertionError, the module exited 1 and lost the alert whose clip failed, and
+    crashed again when restarted on the same disk."""
+    from harness.procs import small_disk
+
+    with small_disk(tmp_path / "tiny-spool", "2m") as spool:
+        module.env["AUSCULT_SPOOL_DIR"] = str(spool)
+        azurite.stop()
+        try:
+            for run in (1, 2):  # and again on the same, still full disk
+                module.start(recordings["short"], recordings["model"], speed="max",
+                             extra=("--hop-seconds", "0.25", "--cooldown-seconds", "0"))
+                assert module.wait(120) == 0, module.text()[-3000:]
+        finally:
+            azurite.start()
+        n = module.alerts_emitted(1) + module.alerts_emitted(2)
+        assert n >= 40
+        hub.wait_for(lambda h: len({a.body["seq"] for a in h.outputs("alerts")}) >= n, 30)
+        seqs = sorted({a.body["seq"] for a in hub.outputs("alerts")})
+        assert seqs == list(range(1, n + 1))  # every alert, clip or no clip
+        text = module.text()
+        assert "Traceback" not in text and "AssertionError" not in text
+        without_clip = [a for a in hub.outputs("alerts") if a.body["clip"] is None]
+        with_clip = [a for a in hub.outputs("alerts") if a.body["clip"]]
+        assert with_clip, "clips were written while there was room"
+        assert without_clip or "dropped" in text, "the disk never filled: the test proves nothing"

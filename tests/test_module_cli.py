@@ -4,6 +4,7 @@ signals, self-test, and clear errors for bad models, sources and options."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -234,3 +235,22 @@ def test_environment_configures_the_module(story: dict, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert not jsonl(out / "alerts.jsonl")  # nothing is over 1000 dB
     assert {t["machine"] for t in jsonl(out / "telemetry.jsonl")} == {"fan-3"}
+
+
+def test_a_full_disk_in_local_mode_keeps_the_module_running(story: dict, tmp_path: Path) -> None:
+    """--local-out on a 1 MiB file system: writing a clip failed with an AssertionError from
+    libsndfile and the module exited 1; now clips that do not fit are skipped (counted), every alert
+    still reaches the log, and the module runs to the end."""
+    from harness.procs import small_disk
+
+    with small_disk(tmp_path / "tiny", "1m") as out:
+        r = module("--source", str(story["wav"]), "--model", str(story["model"]), "--speed", "max",
+                   "--local-out", str(out), "--backend", "onnxruntime", "--hop-seconds", "0.25",
+                   "--cooldown-seconds", "0", "--consecutive", "1", "--log-level", "INFO")
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "Traceback" not in r.stderr
+        done = re.search(r"done: \d+ windows, \d+ scored, (\d+) alerts", r.stderr)
+        assert done, r.stderr[-2000:]
+        n = int(done.group(1))
+        assert n >= 20 and r.stdout.count("ALERT ") == n  # every alert reached the log
+        assert "clip=" in r.stdout and "clip not written" in r.stderr  # some fitted, the rest did not

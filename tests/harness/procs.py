@@ -1,10 +1,15 @@
-"""Small helpers for the harness's child processes: free ports, waiting for a listener, stopping."""
+"""Small helpers for the harness's child processes: free ports, waiting for a listener, stopping,
+and a small disk that fills up."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
+from pathlib import Path
+
+import pytest
 
 
 def free_port() -> int:
@@ -54,3 +59,19 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str = "2m"):  # type: ignore[no-untyped-def]
+    """A tmpfs of ``size`` mounted at ``where`` (a full disk on demand); skips the test where this
+    machine cannot mount one (needs root in a sandbox that allows mounts, as CI has here)."""
+    where.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({res.stderr.strip() or res.returncode}): "
+                    "the full-disk test needs root and mount rights")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

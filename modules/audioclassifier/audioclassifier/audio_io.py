@@ -18,6 +18,7 @@ Input is bounded by construction, because a header can lie:
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -240,10 +241,14 @@ def write_wav(
 ) -> Path:
     """Write mono (or ``(frames, channels)``) float audio as WAV, durably and atomically.
 
-    The data goes to a temporary file in the same folder, is fsynced, then renamed over ``path``:
-    a reader never sees half a file, and a crash leaves either the old file or the new one.
+    The WAV is encoded in memory first, then goes to a temporary file in the same folder, is
+    fsynced and renamed over ``path``: a reader never sees half a file, a crash leaves either the
+    old file or the new one, and a full disk is a plain ``OSError`` (ENOSPC) with nothing left
+    behind (libsndfile writing to the disk itself reported it as an ``AssertionError``).
     """
     dest = Path(path)
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(y, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")
     with atomic_file(dest) as fh:
-        sf.write(fh, np.asarray(y, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")
+        fh.write(buf.getbuffer())
     return dest

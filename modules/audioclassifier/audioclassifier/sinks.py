@@ -90,13 +90,13 @@ class LocalSink:
                 return
             output, message = item
             try:
-                fh = self._files[output]
-                fh.write(json.dumps(message, ensure_ascii=False, allow_nan=False) + "\n")
-                fh.flush()
-                if output == "alerts":
+                if output == "alerts":  # first: the log line survives a full disk
                     out = self._stdout or sys.stdout
                     out.write(alert_line(message) + "\n")
                     out.flush()
+                fh = self._files[output]
+                fh.write(json.dumps(message, ensure_ascii=False, allow_nan=False) + "\n")
+                fh.flush()
             except (OSError, ValueError, TypeError) as exc:
                 self.errors += 1
                 log.error("local sink: writing a %s message failed: %s", output, exc)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import AuscultError
 
-__all__ = ["DROP_ORDER", "Entry", "Outbox", "OutboxError", "OutboxStats"]
+__all__ = ["DROP_ORDER", "Entry", "MessageTooLargeError", "Outbox", "OutboxError", "OutboxStats"]
 
 DROP_ORDER = ("telemetry", "alerts")
 """Which output loses its oldest message first when the quota is reached; alerts go last."""
@@ -50,6 +50,10 @@ _SIZE = "LENGTH(CAST(body AS BLOB)) + LENGTH(CAST(properties AS BLOB))"
 
 class OutboxError(AuscultError):
     """The outbox cannot take a message (too big for the quota, or the database failed)."""
+
+
+class MessageTooLargeError(OutboxError):
+    """A message the outbox can never hold (over half its quota): retrying cannot help."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ class Outbox:
             body = json.dumps({**message, "seq": seq}, ensure_ascii=False, allow_nan=False)
             size = len(body.encode()) + len(props_text.encode())
             if size > self.quota_bytes // 2:
-                raise OutboxError(f"message of {size} bytes exceeds half the outbox quota ({self.quota_bytes})")
+                raise MessageTooLargeError(f"message of {size} bytes exceeds half the outbox quota ({self.quota_bytes})")
             now = time.time()
             cur = self._db.execute(
                 "INSERT INTO messages (output, seq, body, properties, created) VALUES (?, ?, ?, ?, ?)",
@@ -237,13 +241,22 @@ class _Transaction:
         self._db = db
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # e.g. the disk is full
+            raise OutboxError(f"outbox database error: {exc}") from exc
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc_type is None:
-            self._db.execute("COMMIT")
-            return
-        self._db.execute("ROLLBACK")
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_exc:  # a full disk often fails here, at the commit
+                exc = commit_exc
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # nothing was committed either way
         if isinstance(exc, sqlite3.Error):
             raise OutboxError(f"outbox database error: {exc}") from exc
 

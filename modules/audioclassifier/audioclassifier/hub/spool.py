@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,10 @@ from audioclassifier.durable import atomic_file, fsync_dir
 __all__ = ["Clip", "Spool"]
 
 log = logging.getLogger(__name__)
+
+#: Free space kept on the spool's file system for the outbox and other small writes (at most a
+#: tenth of a small file system).
+RESERVE_BYTES = 32 * 2**20
 
 @dataclass(frozen=True)
 class Clip:
@@ -81,20 +86,32 @@ class Spool:
                 break
             parent = parent.parent
 
+    def effective_quota(self, used: int) -> int:
+        """The quota in force: the configured one, or less when the file system is nearly full,
+        keeping a reserve free for the outbox and the other small writes (``used``: the clips' bytes)."""
+        try:
+            disk = shutil.disk_usage(self.root)
+        except OSError:
+            return self.quota_bytes
+        reserve = min(RESERVE_BYTES, disk.total // 10)
+        return max(0, min(self.quota_bytes, used + disk.free - reserve))
+
     def enforce_quota(self) -> list[str]:
-        """Delete the oldest clips until the spool fits its quota; returns the names dropped."""
+        """Delete the oldest clips until the spool fits its quota (see :meth:`effective_quota`);
+        returns the names dropped."""
         with self._lock:
             clips = self.pending()
             total = sum(c.size for c in clips)
+            quota = self.effective_quota(total)
             dropped = []
             for clip in clips:
-                if total <= self.quota_bytes:
+                if total <= quota:
                     break
                 self.remove(clip)
                 total -= clip.size
                 dropped.append(clip.name)
             if dropped:
                 self.dropped += len(dropped)
-                log.warning("spool: over its quota of %d bytes; dropped %d oldest clip(s): %s",
-                            self.quota_bytes, len(dropped), ", ".join(dropped))
+                log.warning("spool: over its quota of %d bytes (configured %d, bounded by the free space); "
+                            "dropped %d oldest clip(s): %s", quota, self.quota_bytes, len(dropped), ", ".join(dropped))
             return dropped
