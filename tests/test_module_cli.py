@@ -4,8 +4,8 @@ signals, self-test, and clear errors for bad models, sources and options."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys

@@ -95,6 +95,9 @@ class HubApp:
 
     def close(self) -> None:
         """Flush (bounded), stop uploading, shut the connection; what is left stays durable."""
+        if not self.sink.flush():
+            log.error("hub: %d message(s) could not be stored before the end (the disk is full): lost",
+                      self.sink.waiting)
         self.reporter.stop()
         if self.uploader:
             self.uploader.stop()

@@ -68,10 +68,15 @@ def _call(fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
     return box.get("value")
 
 
-def _status_code(exc: BaseException) -> int | None:
-    """The status of a refused twin operation (the SDK says it only in the message)."""
-    m = re.search(r"status (\d{3})", str(exc))
-    return int(m.group(1)) if m else None
+def _status_code(exc: BaseException | None) -> int | None:
+    """The status of a refused twin operation. The SDK says it only in the message of a
+    ``ServiceError``, which its sync client wraps in a ``ClientError("Unexpected failure")``."""
+    while exc is not None:
+        if isinstance(exc, ServiceError):
+            m = re.search(r"status (\d{3})", str(exc))
+            return int(m.group(1)) if m else None
+        exc = exc.__cause__
+    return None
 
 
 def _deep_merge(into: dict, patch: Mapping) -> dict:
@@ -301,7 +306,7 @@ class HubClient:
         patch = bounded(patch)  # IoT Hub refuses reported properties over 32 KB
         try:
             _call(self._client.patch_twin_reported_properties, patch, timeout=REQUEST_TIMEOUT_SECONDS)
-        except ServiceError as exc:
+        except Exception as exc:
             status = _status_code(exc)
             if status is not None and 400 <= status < 500 and status != 429:
                 # The hub refused this patch: sending it again cannot help, and it must not block the
@@ -310,9 +315,6 @@ class HubClient:
                 log.error("hub: %s", self.last_error)
                 self.refused_reports += 1
                 return
-            self._put_back(patch)
-            raise
-        except Exception:
             self._put_back(patch)
             raise
 

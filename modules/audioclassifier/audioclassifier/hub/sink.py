@@ -54,6 +54,10 @@ class OutboxSink:
     def emit(self, output: str, message: dict) -> None:
         """Commit ``message`` to the outbox for ``output`` and wake the sender; never raises."""
         self._waiting.append((output, message))
+        self.flush()
+
+    def flush(self) -> bool:
+        """Store what waits in memory, in order; True when nothing is left waiting."""
         while self._waiting:
             out, msg = self._waiting[0]
             try:
@@ -65,7 +69,7 @@ class OutboxSink:
             except OutboxError as exc:  # the disk or the database: it may come back; keep it (and what follows) in order
                 self._failed(f"could not store a {out} message yet ({len(self._waiting)} waiting in memory): {exc}")
                 self._bound()
-                return
+                return False
             except (ValueError, TypeError) as exc:  # not JSON: it can never be stored
                 self._waiting.popleft()
                 self._failed(f"dropped a {out} message the outbox refuses: {exc}")
@@ -77,6 +81,7 @@ class OutboxSink:
             if msg.get("clip"):
                 self.wake_uploader()
         self.wake_sender()
+        return True
 
     def _failed(self, reason: str) -> None:
         self.errors += 1
