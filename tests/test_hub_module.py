@@ -390,7 +390,7 @@ def test_on_site_learning_is_reported_and_the_learn_method_relearns(plain_module
     hub.wait_for(lambda h: (h.reported.get("learning") or {}).get("state") == "learned", 60)
     first = dict(hub.reported["learning"])
     assert first["total"] == 15 and first["windows"] >= 10 and first["threshold"] > 0, first
-    assert first["method"] == "mahalanobis" and first["error"] is None
+    assert first["method"] == "mahalanobis" and first.get("error") is None  # a reported null deletes the key
     assert (Path(module.env["AUSCULT_SPOOL_DIR"]) / "learned" / "pump-1.npz").is_file()
     for bad in ({"seconds": 1}, {"seconds": "10"}, {"seconds": 10, "extra": 1}):
         status, body = hub.invoke("learn", bad)
