@@ -394,3 +394,47 @@ def test_a_full_spool_disk_loses_no_alert_and_the_module_keeps_running(module, h
         with_clip = [a for a in hub.outputs("alerts") if a.body["clip"]]
         assert with_clip, "clips were written while there was room"
         assert without_clip or "dropped" in text, "the disk never filled: the test proves nothing"
+@pytest.fixture()
+def plain_module(edge_env, tls, hub, tmp_path):
+    """The module without an upload target (clips stay in the spool): no Azurite needed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUSCULT_", "IOTEDGE_", "EdgeHub", "EdgeModule"))}
+    env.update(edge_env)
+    env["PYTHONUNBUFFERED"] = "1"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    m = Module(env, logs)
+    yield m
+    m.kill()
+    assert find_secrets(m.text() + json.dumps(hub.reported)) == [], "a secret leaked"
+
+
+def test_on_site_learning_is_reported_and_the_learn_method_relearns(plain_module, hub, tmp_path) -> None:
+    """The default model learns the machine at start (reported ``learning``: learning → learned
+    with threshold and windows); ``learn`` answers 202 at once, 409 while one runs (and blocks
+    calibrate), 400 for bad seconds, and the new fit is reported."""
+    healthy = tmp_path / "healthy.wav"
+    subprocess.run([sys.executable, "-m", "ml", "synth", "--long-seconds", "70", "--seed", "3", "--out", str(healthy)],
+                   check=True, capture_output=True, cwd=REPO, timeout=120)
+    default_model = REPO / "modules" / "audioclassifier" / "audioclassifier" / "models" / "model.onnx"
+    module = plain_module
+    module.start(healthy, default_model, speed="3", extra=("--threshold", "", "--learn-seconds", "15"))
+    hub.wait_for(lambda h: (h.reported.get("learning") or {}).get("state") == "learned", 60)
+    first = dict(hub.reported["learning"])
+    assert first["total"] == 15 and first["windows"] >= 10 and first["threshold"] > 0, first
+    assert first["method"] == "mahalanobis" and first.get("error") is None  # a reported null deletes the key
+    assert (Path(module.env["AUSCULT_SPOOL_DIR"]) / "learned" / "pump-1.npz").is_file()
+    for bad in ({"seconds": 1}, {"seconds": "10"}, {"seconds": 10, "extra": 1}):
+        status, body = hub.invoke("learn", bad)
+        assert status == 400 and "error" in body, (bad, body)
+    status, body = hub.invoke("learn", {"seconds": 12})
+    assert status == 202 and body["state"] == "learning" and body["total"] == 12, body
+    assert hub.invoke("learn", {"seconds": 12})[0] == 409
+    assert hub.invoke("calibrate", {"seconds": 12})[0] == 409
+    hub.wait_for(lambda h: (h.reported.get("learning") or {}).get("total") == 12
+                 and h.reported["learning"]["state"] == "learned", 60)
+    second = hub.reported["learning"]
+    assert second["windows"] >= 8 and second["threshold"] != first["threshold"]
+    status, body = hub.invoke("getStatus")
+    assert status == 200 and body["learning"]["state"] == "learned" and body["threshold"] == second["threshold"]
+    module.proc.send_signal(signal.SIGTERM)
+    assert module.wait(30) == 0

@@ -100,11 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         log.error("output: %s", exc)
         return 2
+    from audioclassifier.onsite import OnsiteLearning
     from audioclassifier.runtime import Runtime
 
+    # learned normal models live next to the sequence counters: <state dir>/learned/<machine>.npz
+    onsite = OnsiteLearning(directory=Path(state_dir) / "learned", seconds=config.learn_seconds,
+                            relearn=config.relearn, on_change=hub.on_learning if hub is not None else None)
     try:
         runtime = Runtime(source=source, model=model, settings=settings, sink=sink, backend=config.backend,
-                          state_path=Path(state_dir) / "sequence.json", window_log=config.window_log)
+                          state_path=Path(state_dir) / "sequence.json", window_log=config.window_log, onsite=onsite)
     except OSError as exc:
         log.error("output: %s", exc)
         (hub or sink).close()

@@ -62,7 +62,11 @@ class Backend(Protocol):
     device: str  # where it runs ("CPU", or what OpenVINO's AUTO picked)
     precision: str  # what the compiled model computes in ("f32", "bf16", "f16", ...)
 
+    def select_output(self, name: str, *more: str) -> None: ...
+
     def infer(self, x: np.ndarray) -> np.ndarray: ...
+
+    def infer_all(self, x: np.ndarray) -> list[np.ndarray]: ...
 
     def close(self) -> None: ...
 
@@ -95,13 +99,18 @@ class OnnxRuntimeBackend:
         self.metadata = dict(self._sess.get_modelmeta().custom_metadata_map)
         self.inputs = [(i.name, i.shape) for i in self._sess.get_inputs()]
         self.outputs = [o.name for o in self._sess.get_outputs()]
-        self._out: str | None = None
+        self._outs: list[str] = [self.outputs[0]]
 
-    def select_output(self, name: str) -> None:
-        self._out = name
+    def select_output(self, name: str, *more: str) -> None:
+        """The outputs :meth:`infer_all` returns (``name`` first, the one :meth:`infer` returns)."""
+        self._outs = [name, *more]
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        return self._sess.run([self._out or self.outputs[0]], {self.inputs[0][0]: x})[0]
+        return self.infer_all(x)[0]
+
+    def infer_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """The selected outputs of one inference call."""
+        return list(self._sess.run(self._outs, {self.inputs[0][0]: x}))
 
     def close(self) -> None:
         self._sess = None
@@ -181,7 +190,7 @@ class OpenVinoBackend:
         self.requested_precision = precision
         self.precision = self._compiled_precision(core, devices)
         self._request = self._compiled.create_infer_request()
-        self._out_index = 0
+        self._out_indices = [0]
 
     def _compiled_precision(self, core: Any, devices: list[str]) -> str:
         """What the compiled model computes in: its own property, or (AUTO) its device's."""
@@ -197,12 +206,17 @@ class OpenVinoBackend:
                 names.add("unknown")
         return ",".join(sorted(names))
 
-    def select_output(self, name: str) -> None:
-        self._out_index = self.outputs.index(name)
+    def select_output(self, name: str, *more: str) -> None:
+        """The outputs :meth:`infer_all` returns (``name`` first, the one :meth:`infer` returns)."""
+        self._out_indices = [self.outputs.index(n) for n in (name, *more)]
 
     def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.infer_all(x)[0]
+
+    def infer_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """The selected outputs of one inference call."""
         result = self._request.infer({0: x})
-        return np.asarray(result[self._compiled.outputs[self._out_index]])
+        return [np.asarray(result[self._compiled.outputs[i]]) for i in self._out_indices]
 
     def close(self) -> None:
         self._request = None
@@ -210,13 +224,15 @@ class OpenVinoBackend:
 
 @dataclass
 class LoadedModel:
-    """A compiled model and its card: :meth:`score` turns windows into anomaly scores and labels."""
+    """A compiled model and its card: :meth:`score` turns windows into anomaly scores and labels;
+    :meth:`analyse` also gives the window's embedding when the card supports on-site learning."""
 
     path: Path
     card: ModelCard
     backend: Any  # Backend
     note: str = ""  # why auto chose what it chose
     output: str = ""
+    embedding: str | None = None  # the embedding output's name (the card's learning block), or None
     _lock: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -246,6 +262,15 @@ class LoadedModel:
         """Anomaly score (higher = more anomalous) and label of one ``(n_mels, frames)`` window."""
         return self._decide(self.raw(logmel[None]))
 
+    def analyse(self, logmel: np.ndarray) -> tuple[float, str, np.ndarray | None]:
+        """:meth:`score` and the window's embedding ``(D,)`` float32 (None when the model has none),
+        from one inference call."""
+        if self.embedding is None:
+            return (*self.score(logmel), None)
+        with self._lock:
+            out, emb = self.backend.infer_all(np.ascontiguousarray(logmel[None], dtype=np.float32))
+        return (*self._decide(np.asarray(out)), np.asarray(emb, dtype=np.float32).reshape(-1))
+
     def _decide(self, out: np.ndarray) -> tuple[float, str]:
         card = self.card
         if card.kind == "anomaly":
@@ -261,8 +286,9 @@ class LoadedModel:
     def close(self) -> None:
         self.backend.close()
 
-def _check(path: Path, backend: Any) -> tuple[ModelCard, str]:
-    """The card, the output to read, and a trial run on a window of the card's shape."""
+def _check(path: Path, backend: Any) -> tuple[ModelCard, str, str | None]:
+    """The card, the outputs to read (score or probabilities; the embedding, if the card has one),
+    and a trial run on a window of the card's shape."""
     try:
         card = card_from_metadata(backend.metadata, source=str(path))
     except CardError as exc:
@@ -274,7 +300,8 @@ def _check(path: Path, backend: Any) -> tuple[ModelCard, str]:
         raise ModelError(path, f"input {name!r} must have rank 3 (batch, n_mels, frames), has shape {shape}")
     want = "score" if card.kind == "anomaly" else "probs"
     output = want if want in backend.outputs else backend.outputs[0]
-    backend.select_output(output)
+    embedding = _check_embedding(path, backend, card)
+    backend.select_output(output, *([embedding] if embedding else []))
     x = np.zeros((1, card.features.n_mels, card.window_frames), dtype=np.float32) - 60.0
     try:
         out = np.asarray(backend.infer(x))
@@ -296,7 +323,28 @@ def _check(path: Path, backend: Any) -> tuple[ModelCard, str]:
     if not batch_ok:
         log.warning("model %s does not score a batch of windows correctly on %s (one window at a time is fine)",
                     path, backend.name)
-    return card, output
+    return card, output, embedding
+
+
+def _check_embedding(path: Path, backend: Any, card: ModelCard) -> str | None:
+    """The embedding output a card's learning block names (checked: ``(1, dim)`` for one window)."""
+    block = card.learning
+    if block is None:
+        return None
+    name, dim = str(block["embedding"]), int(block["dim"])
+    if name not in backend.outputs:
+        raise ModelError(path, f"the card's learning block names output {name!r}, the model has "
+                               f"{', '.join(backend.outputs)}")
+    backend.select_output(name)
+    x = np.zeros((1, card.features.n_mels, card.window_frames), dtype=np.float32) - 60.0
+    try:
+        out = np.asarray(backend.infer(x))
+    except Exception as exc:
+        raise ModelError(path, f"output {name!r} fails on one window ({_first_line(exc)})") from exc
+    if out.size != dim or not np.isfinite(out).all():
+        raise ModelError(path, f"output {name!r} gives shape {list(out.shape)} for one window, "
+                               f"the card's learning block says {dim} finite values")
+    return name
 
 def load_model(path: str | os.PathLike[str], *, backend: str = "auto", device: str = "AUTO",
                precision: str = "f32") -> LoadedModel:
@@ -319,15 +367,15 @@ def load_model(path: str | os.PathLike[str], *, backend: str = "auto", device: s
     if backend in ("auto", "openvino"):
         try:
             be: Any = OpenVinoBackend(p, device, precision)
-            card, output = _check(p, be)
+            card, output, embedding = _check(p, be)
             if backend == "auto":
                 note = f"auto: OpenVINO loaded and compiled the model on {be.device}"
-            return LoadedModel(p, card, be, note=note, output=output)
+            return LoadedModel(p, card, be, note=note, output=output, embedding=embedding)
         except ModelError as exc:
             if backend == "openvino" or isinstance(exc.__cause__, CardError):
                 raise  # a card problem is the model's, whatever the runtime
             note = f"auto: OpenVINO unavailable for this model ({exc.reason}); using onnxruntime"
             log.warning("%s", note)
     be = OnnxRuntimeBackend(p)
-    card, output = _check(p, be)
-    return LoadedModel(p, card, be, note=note, output=output)
+    card, output, embedding = _check(p, be)
+    return LoadedModel(p, card, be, note=note, output=output, embedding=embedding)

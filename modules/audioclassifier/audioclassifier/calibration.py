@@ -9,6 +9,10 @@ audio were heard). Then :meth:`~SiteCalibration.fit` fits the gamma threshold
 :meth:`~SiteCalibration.finish` records the outcome, tells ``on_done`` and resolves the future a
 blocking caller waits on. Fewer than :data:`MIN_CALIBRATION_WINDOWS` scored windows fail it.
 
+:class:`Hearing` is what every "hear ``seconds`` of audio, then fit" run shares (this one and
+on-site learning, :mod:`audioclassifier.onsite`): the audio heard so far, the future of the final
+state, and the ``on_done`` callback whose failure is logged, never raised.
+
 :meth:`~SiteCalibration.status` has the same keys in every state but ``idle`` (the twin's
 reported properties merge, so none is left over).
 """
@@ -30,7 +34,7 @@ from audioclassifier.constraints import METHODS, ConstraintError
 from audioclassifier.errors import AuscultError
 from audioclassifier.thresholds import gamma_threshold
 
-__all__ = ["MIN_CALIBRATION_WINDOWS", "CalibrationError", "SiteCalibration"]
+__all__ = ["MIN_CALIBRATION_WINDOWS", "CalibrationError", "Hearing", "SiteCalibration", "preload_fit"]
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +50,35 @@ class CalibrationError(AuscultError):
 
 
 @dataclass
-class _Run:
-    """One calibration in progress: the scores of the scored windows over ``seconds`` of audio."""
+class Hearing:
+    """One run that hears ``seconds`` of audio, then fits: progress, final-state future, ``on_done``."""
 
     seconds: float
-    percentile: float
     on_done: OnDone | None = None
     finished: Future[dict[str, Any]] = field(default_factory=Future)
     audio: float = 0.0  # seconds of audio heard so far
+
+    def advance(self, seconds: float) -> bool:
+        """Count ``seconds`` more audio; True once the run has heard enough (fit it now)."""
+        self.audio += seconds
+        return self.audio >= self.seconds
+
+    def settle(self, state: dict[str, Any]) -> None:
+        """Resolve the future with the final ``state`` and tell ``on_done`` (a failure is logged)."""
+        if not self.finished.done():
+            self.finished.set_result(dict(state))
+        if self.on_done is not None:
+            try:
+                self.on_done(dict(state))
+            except Exception:
+                log.exception("%s: on_done failed", type(self).__name__)
+
+
+@dataclass
+class _Run(Hearing):
+    """One calibration in progress: the scores of the scored windows over ``seconds`` of audio."""
+
+    percentile: float = 99.5
     scores: list[float] = field(default_factory=list)
     windows: int = 0  # all windows seen, silent ones included
     suppressed: int = 0  # alerts held back while calibrating
@@ -95,9 +120,8 @@ class SiteCalibration:
         """Begin; returns the future of the final state. CalibrationError while one runs."""
         if self._run is not None:
             raise CalibrationError("a calibration is already running")
-        self._run = _Run(float(seconds), float(percentile), on_done)
-        # scipy.stats takes about a second to import: do it now, off the worker, not at the fit.
-        threading.Thread(target=_import_scipy_stats, name="calibration-import", daemon=True).start()
+        self._run = _Run(float(seconds), on_done, percentile=float(percentile))
+        preload_fit()
         log.info("site calibration: scoring %g s of audio as normal (alerts held back), threshold at gamma p%g",
                  seconds, percentile)
         return self._run.finished
@@ -119,11 +143,7 @@ class SiteCalibration:
 
     def advance(self, seconds: float) -> bool:
         """Count ``seconds`` more audio; True when the calibration has heard enough (fit it now)."""
-        run = self._run
-        if run is None:
-            return False
-        run.audio += seconds
-        return run.audio >= run.seconds
+        return self._run is not None and self._run.advance(seconds)
 
     def fit(self) -> dict[str, Any]:
         """The threshold fitted to the scores so far: ``{"threshold", "method", "windows",
@@ -155,19 +175,18 @@ class SiteCalibration:
             return None
         state = run.state("done" if error is None else "failed", result, error, round(time.time(), 3))
         self._last = state
-        if not run.finished.done():
-            run.finished.set_result(dict(state))
-        if run.on_done is not None:
-            try:
-                run.on_done(dict(state))
-            except Exception:
-                log.exception("calibration: on_done failed")
+        run.settle(state)
         return state
 
     def describe_progress(self) -> str:
         """How far the run in progress got (for a failure message)."""
         run = self._run
         return "" if run is None else f"after {run.audio:.1f} of {run.seconds:g} s"
+
+
+def preload_fit() -> None:
+    """Import scipy.stats (about a second) in the background now, off the worker, not at the fit."""
+    threading.Thread(target=_import_scipy_stats, name="fit-import", daemon=True).start()
 
 
 def _import_scipy_stats() -> None:

@@ -22,7 +22,7 @@ from audioclassifier.capture import Capture
 from audioclassifier.settings import Settings
 
 __all__ = ["ApplySettings", "Command", "CommandQueue", "EndCalibration", "StartCalibration", "StartCapture",
-           "SwapModel", "settles", "wait"]
+           "StartLearning", "SwapModel", "settles", "wait"]
 
 T = TypeVar("T")
 
@@ -71,6 +71,13 @@ class EndCalibration(Command):
 
     run: Future[dict[str, Any]]
     reason: str
+
+
+@dataclass(kw_only=True)
+class StartLearning(Command):
+    """Start on-site learning over the next ``seconds``; the future gets the future of its final state."""
+
+    seconds: float
 
 
 class CommandQueue:

@@ -106,6 +106,8 @@ class Config:
     settings: Settings = field(default_factory=Settings)
     calibrate_seconds: float = 0.0
     calibrate_percentile: float = 99.5
+    learn_seconds: float = 0.0
+    relearn: bool = False
     local_out: Path = Path("auscult-out")
     window_log: Path | None = None
     self_test: bool = False
@@ -174,6 +176,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         add(flag, dest=param.name, default=default, type=param.parse,
             help=f"{param.doc}{accepted}{shown}", metavar=None if param.choices else param.name.upper(), **extra)
 
+    def add_flag(param: Param, *, group: Any = None, help: str | None = None) -> None:
+        """A switch (``--relearn``), on by default when its variable says so (``AUSCULT_RELEARN=1``)."""
+        try:
+            default = param.parse(env.get(env_name(param.name), ""))
+        except argparse.ArgumentTypeError as exc:
+            p.error(f"{env_name(param.name)}: {exc}")
+        (group or p).add_argument("--" + param.name.replace("_", "-"), dest=param.name, action="store_true",
+                                  default=default, help=f"{help or param.doc} [env {env_name(param.name)}=1]")
+
     group = p.add_argument_group("audio source")
     add("--source", dest="source", default="mic", help="'mic', an audio file, or a folder of them (default mic)")
     add("--speed", dest="speed", default="realtime", type=_speed,
@@ -199,21 +210,17 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     for name in SETTINGS_OPTIONS:
         if name not in ("device", "precision"):
             add_param(SETTINGS[name], "--" + name.replace("_", "-"))
-    for name in ("calibrate_seconds", "calibrate_percentile"):
+    for name in ("calibrate_seconds", "calibrate_percentile", "learn_seconds"):
         add_param(OPTIONS[name], "--" + name.replace("_", "-"), default=OPTIONS[name].default)
+    add_flag(OPTIONS["relearn"])
 
     group = out = p.add_argument_group("output")
+    add_flag(Param("self_test", bool, False, "check the model and front end, print a JSON report, exit 0 if all "
+                   "is well"), group=out)
     add("--local-out", dest="local_out", default="auscult-out",
         help="local mode folder for alerts.jsonl, telemetry.jsonl, clips/ (default ./auscult-out)")
     add("--window-log", dest="window_log",
         help="also write one JSON line per window (offsets, level, score, threshold) to this file")
-    try:
-        self_test_default = Param("self_test", bool, False, "").parse(env.get(env_name("self_test"), ""))
-    except argparse.ArgumentTypeError as exc:
-        p.error(f"{env_name('self_test')}: {exc}")
-    out.add_argument("--self-test", dest="self_test", action="store_true", default=self_test_default,
-                     help="check the model and front end, print a JSON report, exit 0 if all is well "
-                          f"[env {env_name('self_test')}=1]")
     add("--log-level", dest="log_level", default="INFO", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level (default INFO)")
     return p
@@ -260,11 +267,15 @@ def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
         settings = Settings.from_mapping(given)
     except SettingsError as exc:
         raise ConfigError(f"--{exc.field.replace('_', '-')}: {exc.reason}") from None
+    if float(args.calibrate_seconds) and (float(args.learn_seconds) or args.relearn):
+        raise ConfigError("--calibrate-seconds and --learn-seconds/--relearn exclude each other: on-site learning "
+                          "fits its own threshold (calibrate later with the calibrate method if needed)")
     return Config(
         source=args.source, speed=args.speed, mic_device=args.mic_device, sample_rate=args.sample_rate,
         channels=args.channels, channel=args.channel, no_audio_seconds=float(args.no_audio_seconds),
         model=Path(args.model), backend=args.backend, settings=settings,
         calibrate_seconds=float(args.calibrate_seconds), calibrate_percentile=float(args.calibrate_percentile),
+        learn_seconds=float(args.learn_seconds), relearn=bool(args.relearn),
         local_out=Path(args.local_out), window_log=Path(args.window_log) if args.window_log else None,
         self_test=bool(args.self_test), log_level=args.log_level,
         hub=_hub(env) if hub_configured(env) else None,

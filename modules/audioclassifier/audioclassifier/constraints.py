@@ -267,6 +267,10 @@ METHODS: dict[str, dict[str, Param]] = {
         Param("percentile", float, 99.5, "percentile of the gamma fit that becomes the threshold",
               lo=50.0, hi=100.0, lo_open=True, hi_open=True),
     )},
+    "learn": {p.name: p for p in (
+        Param("seconds", float, 300.0, "seconds of the machine's healthy sound to learn (on-site learning: "
+              "its own normal model and threshold)", lo=5.0, hi=3600.0),
+    )},
 }
 
 #: Start-up options that are not twin settings (command line and environment only).
@@ -275,6 +279,11 @@ OPTIONS: dict[str, Param] = {p.name: p for p in (
           lo=0.0, hi=3600.0),
     Param("calibrate_percentile", float, 99.5, "percentile of the calibration's gamma fit",
           lo=50.0, hi=100.0, lo_open=True, hi_open=True),
+    Param("learn_seconds", float, 0.0, "on-site learning at start: seconds of audio to learn the machine's "
+          "normal sound from when no learned state exists for it (0 = off; needs a model whose card "
+          "supports learning)", lo=0.0, hi=3600.0),
+    Param("relearn", bool, False, "learn again at start (`learn_seconds`, else 300 s) even if a learned "
+          "state exists"),
     Param("spool_quota_mb", float, 500.0, "megabytes of clips the spool keeps (oldest go first)",
           lo=0.0, lo_open=True, hi=1e7),
     Param("outbox_quota_mb", float, 20.0, "megabytes of queued messages the outbox keeps (oldest telemetry "

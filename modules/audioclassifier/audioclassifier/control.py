@@ -55,6 +55,13 @@ class RuntimeControl(Protocol):
         ``on_done`` with the final state (``status()["calibration"]``)."""
         ...
 
+    def start_learning(self, seconds: float) -> dict[str, Any]:
+        """On-site learning: learn the next ``seconds`` of audio as this machine's normal sound (no
+        alerts meanwhile), then score with the learned model; returns the running state at once
+        (``status()["learning"]``). Raises OnsiteError while a learning or calibration runs, or
+        when the model cannot learn."""
+        ...
+
     def self_test(self) -> dict[str, Any]:
         """Model loads and scores a synthetic window, front end sane: ``{"ok": bool, ...}``."""
         ...

@@ -1,7 +1,8 @@
 """The pipeline: what the runtime's worker does with each chunk, single-threaded and lock-free.
 
 Chunk → :class:`~audioclassifier.analysis.Windower` → gate and score → detector (or, while a
-site calibration runs, the calibration) → alerts, telemetry, captures. :class:`Pipeline` owns the
+site calibration runs, the calibration; while on-site learning runs, the learning) → alerts,
+telemetry, captures. :class:`Pipeline` owns the
 worker's state: the model and settings in force, the windower and the detector, the small parts
 that each hold one concern (:class:`~audioclassifier.telemetry.TelemetryAccumulator`,
 :class:`~audioclassifier.calibration.SiteCalibration`, :class:`~audioclassifier.capture.Captures`,
@@ -29,10 +30,12 @@ from audioclassifier.commands import (
     EndCalibration,
     StartCalibration,
     StartCapture,
+    StartLearning,
     SwapModel,
 )
 from audioclassifier.detector import Detector
 from audioclassifier.events import Telemetry
+from audioclassifier.onsite import OnsiteError, OnsiteLearning
 from audioclassifier.procinfo import seconds_since_start
 from audioclassifier.sequence import SequenceStore
 from audioclassifier.settings import Settings
@@ -50,11 +53,14 @@ class Pipeline:
     """The worker's state and per-chunk work (see the module docstring)."""
 
     def __init__(self, *, source: AudioSource, model: LoadedModel, settings: Settings, sink: Sink,
-                 state_path: Path | None, context_seconds: float, window_log: Path | None) -> None:
+                 state_path: Path | None, context_seconds: float, window_log: Path | None,
+                 onsite: OnsiteLearning | None = None) -> None:
         self.source, self.model, self.settings, self.sink = source, model, settings, sink
         self.context_seconds = context_seconds
         self.windower = Windower(model.card, hop_seconds=settings.hop_seconds, context_seconds=context_seconds)
-        self.detector = Detector(threshold_of(settings, model), settings.consecutive, settings.cooldown_seconds)
+        self.onsite = onsite if onsite is not None else OnsiteLearning()
+        self.onsite.bind(model.card, settings.machine)
+        self.detector = Detector(self.threshold, settings.consecutive, settings.cooldown_seconds)
         self.state = "no-audio" if source.state == "no-audio" else "running"
         self.counters = {"windows": 0, "scored": 0, "silent": 0, "alerts": 0, "clips": 0, "clip_errors": 0,
                          "captures": 0, "model_swaps": 0}
@@ -72,8 +78,8 @@ class Pipeline:
 
     @property
     def threshold(self) -> float:
-        """The threshold in force: the settings' override or the model card's."""
-        return threshold_of(self.settings, self.model)
+        """The threshold in force: the settings' override, the learned one or the model card's."""
+        return threshold_of(self.settings, self.model, self.onsite.threshold)
 
     @property
     def hop_seconds(self) -> float:
@@ -85,6 +91,9 @@ class Pipeline:
 
     def calibration_status(self) -> dict[str, Any]:
         return self.calibration.status()
+
+    def learning_status(self) -> dict[str, Any]:
+        return self.onsite.status()
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -99,7 +108,14 @@ class Pipeline:
                 return command.capture.fail("the runtime is not running")
             return self.captures.add(command.capture)
         if isinstance(command, StartCalibration):
+            if self.onsite.running:
+                raise CalibrationError("on-site learning is running")
             return self.calibration.start(command.seconds, command.percentile, command.on_done)
+        if isinstance(command, StartLearning):
+            if self.calibration.running:
+                raise OnsiteError("a site calibration is running")
+            self.detector.reset()
+            return self.onsite.start(command.seconds)
         if isinstance(command, EndCalibration) and self.calibration.is_current(command.run):
             return self._end_calibration(command.reason)
         return None
@@ -117,7 +133,8 @@ class Pipeline:
             self.counters["model_swaps"] += 1
             old.close()
         self.settings = settings
-        self.detector.configure(threshold_of(settings, self.model), settings.consecutive, settings.cooldown_seconds)
+        self.onsite.bind(self.model.card, settings.machine)  # a new front end or machine: another learned state
+        self.detector.configure(self.threshold, settings.consecutive, settings.cooldown_seconds)
         if self.windower.hop_frames != self.windower.card.features.hop_frames(settings.hop_seconds):
             self.windower.set_hop(settings.hop_seconds)
 
@@ -139,6 +156,10 @@ class Pipeline:
         self.audio_seconds += seconds
         if self.calibration.advance(seconds):
             self._conclude_calibration()
+        if self.onsite.advance(seconds):
+            self.onsite.conclude()
+            self.install(self.settings)  # the learned threshold (or what stays in force)
+            self.detector.reset()
         if self.source.state == "no-audio":
             self._set_state("no-audio", self.source.last_error or "")
             self.detector.reset()
@@ -151,6 +172,7 @@ class Pipeline:
         """The source ended (``why``): fail what waits for audio, send the last telemetry."""
         self.captures.fail_all(why, self.windower.sample_rate)
         self._end_calibration(f"{why} {self.calibration.describe_progress()}")
+        self.onsite.fail(why)
         self._emit_telemetry(self.telemetry.finish())
         self._window_log.close()
 
@@ -165,7 +187,8 @@ class Pipeline:
             self.detector.update(None, w.end_offset)
             self._set_state("silent", f"level {w.level_dbfs:.1f} dBFS under the gate {s.energy_gate_dbfs:g} dBFS")
             return
-        score, label = self.model.score(w.logmel)
+        score, label, embedding = self.model.analyse(w.logmel)
+        score = self.onsite.score(score, embedding)  # the learned model's, once learned
         if self.first_score_seconds is None:
             self.first_score_seconds = round(seconds_since_start(), 3)
             log.info("first score %.3f s after process start (cold start)", self.first_score_seconds)
@@ -174,7 +197,9 @@ class Pipeline:
         self.last_score = score
         self.telemetry.window(w.start_time, w.start_offset, w.level_dbfs, score)
         self._window_log.write(w, score, label, self.detector.threshold)
-        if self.calibration.running:  # held back: this sound is normal by definition
+        if self.onsite.running:  # learned, not scored against a threshold
+            self.onsite.window(embedding)
+        elif self.calibration.running:  # held back: this sound is normal by definition
             self.calibration.window(score, held_back=self.detector.observe(score, w.end_offset))
         elif self.detector.update(score, w.end_offset):
             self._alert(FlaggedWindow(w, score, label, self.windower.clip(w), self.windower.sample_rate))
@@ -222,6 +247,9 @@ class Pipeline:
             self.state = state
 
 
-def threshold_of(settings: Settings, model: LoadedModel) -> float:
-    """The threshold ``settings`` put in force with ``model``: their override or the card's."""
-    return model.card.threshold if settings.threshold is None else float(settings.threshold)
+def threshold_of(settings: Settings, model: LoadedModel, learned: float | None = None) -> float:
+    """The threshold ``settings`` put in force with ``model``: their override, else the ``learned``
+    one (on-site learning), else the card's."""
+    if settings.threshold is not None:
+        return float(settings.threshold)
+    return model.card.threshold if learned is None else learned

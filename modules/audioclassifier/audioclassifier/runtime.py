@@ -24,6 +24,7 @@ from audioclassifier import commands
 from audioclassifier.backends import LoadedModel, load_model
 from audioclassifier.calibration import CalibrationError, SiteCalibration
 from audioclassifier.capture import Capture, CaptureError
+from audioclassifier.onsite import OnsiteLearning
 from audioclassifier.pipeline import Pipeline
 from audioclassifier.procinfo import peak_rss_mb
 from audioclassifier.settings import DEVICES, Settings
@@ -48,11 +49,12 @@ class Runtime:
 
     def __init__(self, *, source: AudioSource, model: LoadedModel, settings: Settings, sink: Sink,
                  backend: str = "auto", state_path: Path | None = None,
-                 context_seconds: float = CLIP_CONTEXT_SECONDS, window_log: Path | None = None) -> None:
+                 context_seconds: float = CLIP_CONTEXT_SECONDS, window_log: Path | None = None,
+                 onsite: OnsiteLearning | None = None) -> None:
         self.source = source
         self.backend_preference = backend
         self.pipeline = Pipeline(source=source, model=model, settings=settings, sink=sink, state_path=state_path,
-                                 context_seconds=context_seconds, window_log=window_log)
+                                 context_seconds=context_seconds, window_log=window_log, onsite=onsite)
         self.counters = self.pipeline.counters
         self._commands = commands.CommandQueue()
         self._gate = threading.RLock()  # held to start or end the worker, and to run commands while none runs
@@ -125,6 +127,11 @@ class Runtime:
         start = commands.StartCalibration(seconds=seconds, percentile=percentile, on_done=on_done)
         finished: Future[Any] = self._run_command(start, "calibration")
         return finished
+
+    def start_learning(self, seconds: float) -> dict[str, Any]:
+        """On-site learning over the next ``seconds`` of audio (:mod:`onsite`); returns the running state."""
+        self._run_command(commands.StartLearning(seconds=seconds), "learning")
+        return self.pipeline.learning_status()
 
     def calibrate(self, seconds: float, percentile: float = 99.5) -> dict[str, Any]:
         """Calibrate the threshold on the next ``seconds`` of this machine's (healthy) sound and

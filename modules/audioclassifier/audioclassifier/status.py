@@ -49,10 +49,12 @@ class Observed(Protocol):
 
     def calibration_status(self) -> dict[str, Any]: ...
 
+    def learning_status(self) -> dict[str, Any]: ...
+
 
 def runtime_status(rt: Observed) -> dict[str, Any]:
     """State, source, backend and device, model card summary, threshold, settings, counters,
-    calibration and the last error."""
+    calibration, on-site learning and the last error."""
     model, source = rt.model, rt.source
     return {
         "state": rt.state,
@@ -74,5 +76,6 @@ def runtime_status(rt: Observed) -> dict[str, Any]:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "last_error": rt.last_error or source.last_error,
         "calibration": rt.calibration_status(),
+        "learning": rt.learning_status(),
         "version": __version__,
     }

@@ -87,6 +87,7 @@ class HubApp:
         self.client = self._client_factory(self.outbox, on_desired=self._on_desired, on_method=self._on_method,
                                            reconnect_seconds=self.config.reconnect_seconds)
         self.reporter.report_status()
+        self.reporter.send({"learning": control.status().get("learning")})
         self.client.start()
         self.uploader.start()
         self.reporter.start()
@@ -186,6 +187,14 @@ class HubApp:
             self.start_settings = replace(self.start_settings, threshold=float(result["threshold"]))
         self.reporter.send({"calibration": state, "settings": self._settings_dict()})
         self.reporter.report_status()
+
+    def on_learning(self, state: dict[str, Any]) -> None:
+        """Called by the runtime's worker at every on-site learning state: report it (``learning``)."""
+        if state.get("state") == "failed":
+            self.last_error = f"on-site learning failed: {state.get('error')}"
+        self.reporter.send({"learning": state})
+        if self.control is not None:
+            self.reporter.report_status()
 
     # -- uploads and wake-ups -----------------------------------------------------------------------
 

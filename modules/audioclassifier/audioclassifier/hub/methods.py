@@ -3,7 +3,8 @@
 :func:`dispatch` parses a method payload (an object, ``null``, or a JSON string holding one),
 checks its arguments against the method's table, calls the handler and maps errors to answers:
 400 for a bad payload or argument (with the reason), 404 for an unknown method, 409 when the
-runtime refuses the request as it stands (a calibration already running), 500 for a failure.
+runtime refuses the request as it stands (a calibration or learning already running, a model
+that cannot learn), 500 for a failure.
 Handlers are small functions of a :class:`MethodContext` and the checked arguments, testable
 without a broker.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..constraints import METHODS, ConstraintError, check_arguments
 from ..errors import AuscultError
+from ..onsite import OnsiteError
 from ..runtime import CalibrationError, CaptureError
 from .reporting import redacted
 from .spool import Spool
@@ -87,12 +89,19 @@ def _calibrate(ctx: MethodContext, args: dict[str, Any]) -> Answer:
     return 202, redacted(state)
 
 
+def _learn(ctx: MethodContext, args: dict[str, Any]) -> Answer:
+    """Start on-site learning and answer 202 at once with the running state; every later state
+    (learned, failed) goes to reported ``learning``."""
+    return 202, redacted(ctx.control.start_learning(args["seconds"]))
+
+
 HANDLERS: dict[str, Callable[[MethodContext, dict[str, Any]], Answer]] = {
     "getStatus": _get_status,
     "captureClip": _capture_clip,
     "reloadModel": _reload_model,
     "selfTest": _self_test,
     "calibrate": _calibrate,
+    "learn": _learn,
 }
 assert set(HANDLERS) == set(METHODS), "every method has a handler and an argument table"
 
@@ -110,7 +119,7 @@ def dispatch(name: str, payload: Any, ctx: MethodContext) -> Answer:
         return 400, {"error": str(exc)}
     try:
         return handler(ctx, args)
-    except CalibrationError as exc:
+    except (CalibrationError, OnsiteError) as exc:
         return 409, {"error": str(exc)}
     except CaptureError as exc:
         return 500, {"error": str(exc)}

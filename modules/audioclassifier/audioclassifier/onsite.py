@@ -1,0 +1,275 @@
+"""On-site learning on the device: a machine's first minutes of sound become its own normal model.
+
+:class:`OnsiteLearning` is the state machine, ``off`` → ``learning`` → ``learned`` | ``failed``
+(→ ``learning`` again), modelled on :class:`~audioclassifier.calibration.SiteCalibration` and
+sharing its run (:class:`~audioclassifier.calibration.Hearing`). The pipeline feeds it: the
+embedding of every scored (non-silent) window while it learns (:meth:`~OnsiteLearning.window`),
+every chunk's duration (:meth:`~OnsiteLearning.advance`: audio time, so a replay at ``--speed max``
+learns the same), then :meth:`~OnsiteLearning.conclude` fits
+:func:`audioclassifier.learning.fit_normal` with the card's ``learning`` block (method, ``k``,
+percentile) and puts the result in force: a window's score is then the learned model's score of its
+embedding (:meth:`~OnsiteLearning.score`) and the threshold the learned one (:attr:`threshold`),
+unless the settings set one. While it learns, nothing is scored against a threshold.
+
+The learned model is kept per machine (:class:`LearnedStore`: ``<state dir>/learned/<machine>.npz``,
+written atomically) with the :func:`fingerprint` of the card's front end and embedding; it is
+reloaded at every start (:meth:`~OnsiteLearning.bind`), survives a model swap with the same
+fingerprint and is dropped (logged, reported) when it changes. ``seconds`` > 0 learns whenever no
+valid learned state exists (at start, after such a drop); ``relearn`` learns at start regardless.
+
+A fit that fails (fewer than :data:`audioclassifier.learning.MIN_WINDOWS` windows, the source ended,
+the model changed) leaves the state ``failed`` with the reason; the learned model that was in
+force before (if any) stays, else the card's model and threshold. :meth:`~OnsiteLearning.status`
+has the same keys in every state (the twin's reported properties merge); ``on_change`` is told
+every new state (the hub reports it as ``learning``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audioclassifier.calibration import Hearing, preload_fit
+from audioclassifier.card import ModelCard
+from audioclassifier.clips import safe_part
+from audioclassifier.constraints import METHODS, ConstraintError
+from audioclassifier.durable import atomic_file
+from audioclassifier.errors import AuscultError
+from audioclassifier.learning import LearningError, NormalModel, fit_normal
+
+__all__ = ["LearnedStore", "OnsiteError", "OnsiteLearning", "fingerprint"]
+
+log = logging.getLogger(__name__)
+
+OnChange = Callable[[dict[str, Any]], None]
+
+
+class OnsiteError(AuscultError):
+    """On-site learning refused (bad request, the model cannot learn, a learning or calibration runs)."""
+
+
+def fingerprint(card: ModelCard) -> str | None:
+    """What a learned model depends on: the card's front end, window and embedding (name, dim, the
+    features it describes); None when the card does not support learning."""
+    block = card.learning
+    if block is None:
+        return None
+    what = {"features": card.features.to_dict(), "window_seconds": card.window_seconds,
+            "context_frames": card.context_frames, "embedding": block.get("embedding"), "dim": block.get("dim"),
+            "embedding_features": block.get("features")}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class LearnedStore:
+    """Learned models per machine under ``directory`` (None: kept in memory only)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+
+    def path(self, machine: str) -> Path | None:
+        return None if self.directory is None else self.directory / f"{safe_part(machine)}.npz"
+
+    def load(self, machine: str, fp: str) -> tuple[NormalModel | None, str | None]:
+        """``(model, None)``, ``(None, None)`` when there is none, ``(None, why)`` when it is unusable."""
+        path = self.path(machine)
+        if path is None or not path.is_file():
+            return None, None
+        try:
+            model = NormalModel.from_bytes(path.read_bytes())
+        except (OSError, LearningError) as exc:
+            return None, f"learned state {path.name} unreadable ({exc})"
+        if model.meta.get("fingerprint") != fp:
+            return None, (f"learned state {path.name} was learned with another front end or embedding "
+                          f"(model {model.meta.get('model')}): dropped")
+        return model, None
+
+    def save(self, machine: str, model: NormalModel) -> None:
+        path = self.path(machine)
+        if path is not None:
+            with atomic_file(path) as fh:
+                fh.write(model.to_bytes())
+
+
+@dataclass
+class _Learn(Hearing):
+    """One learning in progress: the embeddings of the scored windows."""
+
+    embeddings: list[np.ndarray] = field(default_factory=list)
+
+
+class OnsiteLearning:
+    """The on-site learning state machine (see the module docstring); one worker owns it."""
+
+    def __init__(self, *, directory: Path | None = None, seconds: float = 0.0, relearn: bool = False,
+                 on_change: OnChange | None = None) -> None:
+        self.store = LearnedStore(directory)
+        self.seconds, self.relearn, self.on_change = float(seconds), relearn, on_change
+        self.model: NormalModel | None = None  # the learned model in force
+        self._run: _Learn | None = None
+        self._card: ModelCard | None = None
+        self._fp: str | None = None
+        self._machine = ""
+        self._last = self._state("off")
+
+    @property
+    def running(self) -> bool:
+        return self._run is not None
+
+    @property
+    def threshold(self) -> float | None:
+        """The learned threshold in force, or None (the card's applies)."""
+        return None if self.model is None else self.model.threshold
+
+    def score(self, score: float, embedding: np.ndarray | None) -> float:
+        """The window's score: the learned model's score of its embedding once learned, else ``score``."""
+        if self.model is None or self._run is not None or embedding is None:
+            return score
+        return float(self.model.score(embedding[None])[0])
+
+    def status(self) -> dict[str, Any]:
+        """``{"state", "seconds", "total", "windows", "threshold", "method", "warning", "error"}``."""
+        run = self._run
+        if run is not None:
+            return self._state("learning", seconds=run.audio, total=run.seconds, windows=len(run.embeddings))
+        return dict(self._last)
+
+    # -- binding to a model and a machine --------------------------------------------------------
+
+    def bind(self, card: ModelCard, machine: str) -> None:
+        """Use ``card`` for ``machine``: at start, after a model swap, after a machine rename. Loads the
+        machine's learned state (dropped if learned with another front end or embedding); learns when
+        none is valid and ``seconds`` > 0, or at the first bind with ``relearn``."""
+        first = self._card is None
+        fp = fingerprint(card)
+        unchanged = (fp, machine) == (self._fp, self._machine)
+        self._card, self._fp, self._machine = card, fp, machine
+        if unchanged and not first:
+            return
+        if self._run is not None:
+            self._fail("the model's front end or embedding, or the machine, changed during learning")
+        had, self.model = self.model, None
+        if fp is None:
+            if had is not None or self.seconds or (first and self.relearn):
+                off = "the model has no embedding output (its card does not support learning): the card's model is used"
+                log.warning("on-site learning: %s", off)
+                self._set(self._state("off", error=off))
+            return
+        model, why = self.store.load(machine, fp)
+        if model is not None:
+            self.model = model
+            log.info("on-site learning: learned state for %s loaded (%d windows, threshold %.4g, %s)",
+                     machine, model.n_fitted, model.threshold, model.method)
+            self._set(self._learned_state(model))
+        elif why or had is not None:
+            why = why or f"no learned state for {machine} under this model"
+            log.warning("on-site learning: %s", why)
+            self._set(self._state("off", error=why))
+        if first and self.relearn:  # a failure keeps the state loaded above
+            self.start(self.seconds or METHODS["learn"]["seconds"].default)
+        elif self.model is None and self.seconds > 0:
+            self.start(self.seconds)
+
+    # -- a learning run ---------------------------------------------------------------------------
+
+    def start(self, seconds: Any, on_done: OnChange | None = None) -> Future[dict[str, Any]]:
+        """Learn the next ``seconds`` of audio; returns the future of the final state. OnsiteError
+        for bad seconds, a model that cannot learn, or while a learning runs."""
+        try:
+            seconds = METHODS["learn"]["seconds"].check(seconds)
+        except ConstraintError as exc:
+            raise OnsiteError(str(exc)) from exc
+        if self._fp is None:
+            raise OnsiteError("the model cannot learn: its card has no learning block (no embedding output); "
+                              "use a model trained with `ml train` that exports one")
+        if self._run is not None:
+            raise OnsiteError("on-site learning is already running")
+        self._run = _Learn(seconds, on_done)
+        preload_fit()
+        log.info("on-site learning: learning %g s of %s's sound (no alerts meanwhile)", seconds, self._machine)
+        self._tell(self.status())
+        return self._run.finished
+
+    def window(self, embedding: np.ndarray | None) -> None:
+        """Collect a scored window's embedding (silent windows are never passed)."""
+        if self._run is not None and embedding is not None:
+            self._run.embeddings.append(np.asarray(embedding, dtype=np.float64).reshape(-1))
+
+    def advance(self, seconds: float) -> bool:
+        """Count ``seconds`` more audio; True when the learning has heard enough (conclude now)."""
+        return self._run is not None and self._run.advance(seconds)
+
+    def conclude(self) -> None:
+        """Fit the learned model, put it in force and keep it; or fail, keeping what was in force."""
+        run, card = self._run, self._card
+        if run is None or card is None or card.learning is None:
+            return
+        block = card.learning
+        try:
+            fitted = fit_normal(np.asarray(run.embeddings).reshape(len(run.embeddings), int(block["dim"])),
+                                method=str(block.get("method", "mahalanobis")), k=int(block.get("k", 1)),
+                                percentile=float(block.get("percentile", 99.5)))
+        except (LearningError, ValueError, np.linalg.LinAlgError) as exc:
+            self._fail(f"{exc} ({len(run.embeddings)} scored windows in {run.audio:.1f} s)")
+            return
+        self._run = None
+        model = replace(fitted, meta={**fitted.meta, "fingerprint": self._fp, "machine": self._machine,
+                                      "model": card.version, "seconds": round(run.audio, 3), "total": run.seconds,
+                                      "learned_at": round(time.time(), 3)})
+        self.model = model
+        state = self._learned_state(model)
+        try:
+            self.store.save(self._machine, model)
+        except OSError as exc:
+            state["error"] = f"learned, but not saved ({exc}): it is learned again at the next start"
+        log.info("on-site learning done for %s: %d windows, threshold %.4g (%s)%s", self._machine, model.n_fitted,
+                 model.threshold, model.method, f"; {model.warning}" if model.warning else "")
+        self._set(state, run)
+
+    def fail(self, why: str) -> None:
+        """End the learning in progress, if any, as failed with ``why``."""
+        if self._run is not None:
+            self._fail(f"{why} after {self._run.audio:.1f} of {self._run.seconds:g} s")
+
+    def _fail(self, why: str) -> None:
+        run, self._run = self._run, None
+        assert run is not None
+        kept = (f"the learned model from before stays in force (threshold {self.model.threshold:.4g})"
+                if self.model is not None else "the card's model and threshold stay in force")
+        log.error("on-site learning failed: %s; %s", why, kept)
+        self._set(self._state("failed", seconds=run.audio, total=run.seconds, windows=len(run.embeddings),
+                              error=f"{why}; {kept}"), run)
+
+    # -- states -----------------------------------------------------------------------------------
+
+    def _state(self, name: str, *, seconds: float = 0.0, total: float = 0.0, windows: int = 0,
+               error: str | None = None) -> dict[str, Any]:
+        m = self.model
+        return {"state": name, "seconds": round(seconds, 1), "total": total, "windows": windows,
+                "threshold": None if m is None else m.threshold, "method": None if m is None else m.method,
+                "warning": None if m is None else m.warning, "error": error}
+
+    def _learned_state(self, m: NormalModel) -> dict[str, Any]:
+        return self._state("learned", seconds=float(m.meta.get("seconds", 0.0)),
+                           total=float(m.meta.get("total", 0.0)), windows=m.n_fitted)
+
+    def _set(self, state: dict[str, Any], run: _Learn | None = None) -> None:
+        self._last = state
+        if run is not None:
+            run.settle(state)
+        self._tell(state)
+
+    def _tell(self, state: dict[str, Any]) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(dict(state))
+            except Exception:
+                log.exception("on-site learning: on_change failed")
