@@ -209,3 +209,16 @@ def test_precision_change_recompiles_and_is_reported(tmp_path: Path) -> None:
 def _silent_source(tmp: Path) -> FileSource:
     sf.write(tmp / "s.wav", np.zeros(SR, dtype=np.float32), SR)
     return FileSource(tmp / "s.wav", sample_rate=SR, speed=None)
+
+
+def test_alert_clips_hold_their_whole_window_with_short_blocks(tmp_path: Path) -> None:
+    """With microphone-sized blocks the window's last STFT frame ends up to a hop before the window
+    does, and the alert fired before those samples arrived: clips ended 64-256 samples short."""
+    y = np.concatenate([tone(6.0, dbfs=-60, noise_dbfs=-80), tone(14.0, dbfs=-15, noise_dbfs=-35, seed=3)])
+    model = make_model(tmp_path / "m.onnx", threshold=-1000.0, window_seconds=2.0)  # every window is over
+    run = Running(tmp_path, y, model, speed=40.0, consecutive=1, cooldown_seconds=0.0, hop_seconds=0.5)
+    assert run.join() == 0
+    alerts = run.alerts()
+    assert len(alerts) >= 10
+    sizes = {sf.info(run.out / "clips" / a["clip"]).frames for a in alerts if a["audio_offset_seconds"] >= 3.0}
+    assert sizes == {5 * SR}, sizes  # 3 s of context and the whole 2 s window, every time

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class Pipeline:
         self.onsite.bind(model.card, settings.machine)
         self.detector = Detector(self.threshold, settings.consecutive, settings.cooldown_seconds)
         self.state = "no-audio" if source.state == "no-audio" else "running"
+        self._flagged: deque[tuple[Window, float, str]] = deque()  # alerts waiting for their last samples
         self.counters = {"windows": 0, "scored": 0, "silent": 0, "alerts": 0, "clips": 0, "clip_errors": 0,
                          "captures": 0, "model_swaps": 0}
         self.last_error: str | None = None
@@ -126,6 +128,7 @@ class Pipeline:
             old, self.model = self.model, model
             if (model.card.features, model.card.window_samples) != (old.card.features, old.card.window_samples):
                 log.info("the new model has another front end or window: analysis restarts")
+                self._release_flagged(final=True)
                 self.windower = Windower(model.card, hop_seconds=settings.hop_seconds,
                                          context_seconds=self.context_seconds)
                 self.detector.reset()
@@ -152,6 +155,7 @@ class Pipeline:
             self.detector.reset()
         for window in self.windower.push(chunk):
             self._on_window(window)
+        self._release_flagged()
         seconds = chunk.samples.shape[0] / self.windower.sample_rate
         self.audio_seconds += seconds
         if self.calibration.advance(seconds):
@@ -170,6 +174,7 @@ class Pipeline:
 
     def finish(self, why: str) -> None:
         """The source ended (``why``): fail what waits for audio, send the last telemetry."""
+        self._release_flagged(final=True)  # with the audio there is
         self.captures.fail_all(why, self.windower.sample_rate)
         self._end_calibration(f"{why} {self.calibration.describe_progress()}")
         self.onsite.fail(why)
@@ -202,6 +207,14 @@ class Pipeline:
         elif self.calibration.running:  # held back: this sound is normal by definition
             self.calibration.window(score, held_back=self.detector.observe(score, w.end_offset))
         elif self.detector.update(score, w.end_offset):
+            self._flagged.append((w, score, label))
+            self._release_flagged()
+
+    def _release_flagged(self, *, final: bool = False) -> None:
+        """Alert for the flagged windows whose audio has all arrived (a window's last STFT frame can
+        end up to a hop before the window does: its clip waits for the chunk that completes it)."""
+        while self._flagged and (final or self.windower.ring.end >= self._flagged[0][0].end_sample):
+            w, score, label = self._flagged.popleft()
             self._alert(FlaggedWindow(w, score, label, self.windower.clip(w), self.windower.sample_rate))
 
     def _alert(self, flagged: FlaggedWindow) -> None:
