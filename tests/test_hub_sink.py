@@ -208,3 +208,18 @@ def test_drained_outbox_counters_are_reported_as_zeros(running, hub) -> None:
     app.reporter.report_status()
     hub.wait_for(lambda h: h.reported.get("status", {}).get("outbox", {}).get("pending", {}).get("alerts") == 0, 10)
     assert hub.reported["status"]["outbox"]["sent"]["alerts"] >= 1
+
+
+def test_a_deeply_nested_or_bare_string_payload_gets_a_short_400(running, hub) -> None:
+    """A method payload nested 3,000 levels deep got no response (the SDK's own JSON parsing hit the
+    recursion limit and dropped the request); a bare JSON string got a parser error as the answer."""
+    app, control = running
+    deep = "[" * 3000 + "]" * 3000
+    status, body = hub.invoke_raw("captureClip", deep.encode(), 10)
+    assert status == 400 and "nested 3000 levels" in body["error"] and len(body["error"]) < 200
+    status, body = hub.invoke_raw("captureClip", b'"just a string"', 10)
+    assert status == 400 and body["error"] == "payload must be a JSON object, got str"
+    status, body = hub.invoke("getStatus", None, 10)
+    assert status == 200  # and the module answers the next call as usual
+    hub.set_desired({"nest": json.loads("[" * 20 + "]" * 20)})  # shallow enough: an unknown setting, refused
+    hub.wait_for(lambda h: "nest" in h.reported.get("rejected", {}), 10)

@@ -122,3 +122,15 @@ def test_bounded_reports_fit_and_keep_what_fits() -> None:
     out = bounded(big, limit=8 * 1024)
     assert len(json.dumps(out)) <= 8 * 1024
     assert out["status"] == {"state": "running"}  # small entries survive as they are
+
+
+def test_bounded_json_refuses_depth_and_size_without_recursing() -> None:
+    from audioclassifier.hub import sdkjson
+
+    assert sdkjson.nesting_depth('{"a": [1, {"b": "[[[[not counted]]]]"}]}') == 3
+    assert sdkjson.loads('{"seconds": 2}') == {"seconds": 2}
+    assert sdkjson.REFUSED in sdkjson.loads("[" * 100_000 + "]" * 100_000)  # no RecursionError
+    assert sdkjson.REFUSED in sdkjson.loads('"' + "x" * (sdkjson.MAX_BYTES + 1) + '"')
+    assert sdkjson.REFUSED in sdkjson.loads("{not json")
+    out = apply_desired({sdkjson.REFUSED: "payload nested 99 levels deep"}, current=Settings(), start=Settings())
+    assert out.rejected == {"$": "payload nested 99 levels deep"}

@@ -171,8 +171,12 @@ class HubResponder:
 
     def invoke(self, name: str, payload: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
         """Call direct method ``name``; returns (status, payload) or raises TimeoutError."""
+        return self.invoke_raw(name, json.dumps(payload).encode(), timeout)
+
+    def invoke_raw(self, name: str, body: bytes, timeout: float = 30.0) -> tuple[int, Any]:
+        """Call direct method ``name`` with ``body`` as it is (any bytes, as a caller could send)."""
         rid = uuid.uuid4().hex
-        self._client.publish(f"$iothub/methods/POST/{name}/?$rid={rid}", json.dumps(payload), qos=1)
+        self._client.publish(f"$iothub/methods/POST/{name}/?$rid={rid}", body, qos=1)
         with self._cond:
             if not self._cond.wait_for(lambda: rid in self._responses, timeout):
                 raise TimeoutError(f"method {name} got no response in {timeout} s")

@@ -6,10 +6,13 @@ Used when the module runs under IoT Edge (``IOTEDGE_*``) or with ``EdgeHubConnec
 """
 
 from . import redact as _redact
+from . import sdkjson as _sdkjson
 
 # Importing the hub turns on log redaction for the whole process: the Azure SDKs log SAS tokens
-# and URLs at debug level, and no handler configured later may print them.
+# and URLs at debug level, and no handler configured later may print them. And the SDK's own
+# parsing of incoming payloads is bounded (a deeply nested method payload got no answer).
 _redact.install()
+_sdkjson.install()
 
 from .app import HubApp  # noqa: E402
 from .client import HubClient  # noqa: E402

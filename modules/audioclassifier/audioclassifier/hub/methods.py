@@ -11,7 +11,6 @@ without a broker.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..constraints import METHODS, ConstraintError, check_arguments
 from ..errors import AuscultError
 from ..onsite import OnsiteError
 from ..runtime import CalibrationError, CaptureError
+from . import sdkjson
 from .reporting import redacted
 from .spool import Spool
 
@@ -45,14 +45,14 @@ class MethodContext:
 
 
 def parse_payload(payload: Any) -> dict[str, Any]:
-    """A method payload as a dict (``{}`` for none); a JSON string is parsed. ValueError otherwise."""
+    """A method payload as a dict (``{}`` for none); a JSON string is parsed (bounded, as the SDK's
+    own parsing is: :mod:`.sdkjson`). ValueError with a short reason otherwise."""
     if payload is None:
         return {}
     if isinstance(payload, str):
-        try:
-            payload = json.loads(payload) if payload.strip() else {}
-        except json.JSONDecodeError:
-            raise ValueError("payload is not JSON") from None
+        payload = sdkjson.loads(payload) if payload.strip() else {}
+    if isinstance(payload, dict) and sdkjson.REFUSED in payload:
+        raise ValueError(str(payload[sdkjson.REFUSED]))
     if not isinstance(payload, dict):
         raise ValueError(f"payload must be a JSON object, got {type(payload).__name__}")
     return payload

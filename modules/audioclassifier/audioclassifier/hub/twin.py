@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..settings import ModelRef, Settings
+from .sdkjson import REFUSED
 
 __all__ = ["DesiredOutcome", "apply_desired"]
 
@@ -42,6 +43,8 @@ def apply_desired(desired: Mapping[str, Any], *, current: Settings, start: Setti
     if not isinstance(desired, Mapping):
         return DesiredOutcome(current, {"$": f"desired properties must be an object, got {type(desired).__name__}"},
                               current.model)
+    if REFUSED in desired:  # the SDK's bounded parser refused the document (hub/sdkjson.py)
+        return DesiredOutcome(current, {"$": str(desired[REFUSED])}, current.model)
     # A null removes a property: removing one the module does not know (a typo fixed) is no error.
     patch: dict[str, Any] = {k: v for k, v in desired.items() if v is not None or k in _FIELDS}
     if complete:
