@@ -1,18 +1,40 @@
-"""Shared test fixtures: where the real recordings are, and small audio helpers."""
+"""The test suite's root: its layout, markers and shared fixtures.
+
+    unit/          one part in-process (pure functions, small classes, training on tiny data)
+    integration/   the real module process, the real SDKs against the loopback harness (Mosquitto
+                   over TLS, the hub responder, Azurite, PulseAudio), HTTPS servers, fresh venvs
+    contract/      what others rely on: the deployment manifest, the docs, the wheel, the image,
+                   the ONNX export contract, the notifier's payloads, one consumer per setting
+    harness/       the one place for helpers: models (make_model), audio, trees, the module as a
+                   process (run_module, ModuleProcess), waiting (wait_until), the stand-ins
+
+Markers, set from the fixtures a test uses (``pytest -m "not broker"`` runs without Mosquitto):
+``broker`` (Mosquitto and the hub responder), ``azurite`` (blob storage), ``pulseaudio`` (the
+microphone stand-in); ``slow`` and ``image`` are set by the tests themselves.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from harness.paths import SHARED_DATA
 
 # Loopback stand-ins for the Azure side (Mosquitto, hub responder, Azurite, file upload).
-pytest_plugins = ["harness.fixtures"]
-SHARED_DATA = Path(os.environ.get("AUSCULT_SHARED_DATA", REPO.parent / "shared" / "data"))
+pytest_plugins = ["harness.fixtures", "harness.audio"]
+
+_SERVICE_MARKERS = {"broker": {"hub", "broker", "edge_env", "_broker_session"},
+                    "azurite": {"azurite", "file_upload_hub", "_azurite_session"},
+                    "pulseaudio": {"pulse_mic"}}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in _SERVICE_MARKERS.items():
+            if used & fixtures:
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -21,14 +43,3 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real recordings not found at {SHARED_DATA} (set AUSCULT_SHARED_DATA)")
     return SHARED_DATA
-
-
-def tone_and_noise(n: int, *, sr: int = 16000, seed: int = 0, noise_db: float = -40.0) -> np.ndarray:
-    """A few tones over a noise floor: machine-like test audio with a realistic dynamic range."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / sr
-    y = np.zeros(n)
-    for f in rng.uniform(50, sr / 2 * 0.9, size=3):
-        y += rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.28))
-    y += 10 ** (noise_db / 20) * rng.standard_normal(n)
-    return y.astype(np.float32)

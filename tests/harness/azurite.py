@@ -14,10 +14,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from harness.paths import REPO
+
 from .certs import TlsFiles
 from .procs import free_port, stop_process, wait_port
 
-REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "auscult"
 #: A fresh random key per test session, given to Azurite through AZURITE_ACCOUNTS: no storage
 #: key (not even the emulator's published one) lives in the repository, and the secret scans

@@ -49,6 +49,14 @@ def wait_until(predicate, timeout: float, interval: float = 0.05):
         time.sleep(interval)
 
 
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """:func:`wait_until`, failing the test (AssertionError naming ``what``) when it times out."""
+    value = wait_until(predicate, timeout)
+    if not value:
+        raise AssertionError(f"{what} not reached in {timeout:g} s")
+    return value
+
+
 def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
     """Terminate ``proc`` if it still runs; kill it if it has not exited within ``timeout``."""
     if proc is None or proc.poll() is not None:

@@ -14,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from harness.paths import REPO
+
 REQUIREMENTS = REPO / "modules" / "audioclassifier" / "requirements.txt"
 #: Packages of the training and development sets: none of them may be in the runtime environment.
 DEV_ONLY = ("torch", "librosa", "sklearn", "matplotlib", "onnx", "pytest")

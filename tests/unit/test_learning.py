@@ -27,7 +27,7 @@ from audioclassifier.learning import (
 
 torch.set_num_threads(1)
 
-LEARNING_PY = Path(__file__).resolve().parents[1] / "modules" / "audioclassifier" / "audioclassifier" / "learning.py"
+LEARNING_PY = Path(__file__).resolve().parents[2] / "modules" / "audioclassifier" / "audioclassifier" / "learning.py"
 
 
 def _cluster(n: int, seed: int, *, dim: int = 12, shift: float = 0.0) -> np.ndarray:
@@ -208,8 +208,8 @@ def test_selection_prefers_the_method_that_generalises_under_shift() -> None:
 
 
 def test_training_refuses_a_threshold_on_too_few_windows_and_warns_on_few(tmp_path: Path) -> None:
+    from harness.trees import PARAMS, make_tree
     from ml.train import TrainError, TrainOptions, train
-    from ml_tiny import PARAMS, make_tree
 
     def opts(data: Path, window: float) -> TrainOptions:
         o = TrainOptions(data=data, kind="anomaly", out=tmp_path / "m.onnx", params=PARAMS, window_seconds=window,
@@ -231,8 +231,8 @@ def test_training_refuses_a_threshold_on_too_few_windows_and_warns_on_few(tmp_pa
 
 
 def test_cli_train_exits_2_on_too_few_windows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.trees import make_tree
     from ml.__main__ import main
-    from ml_tiny import make_tree
 
     tiny = make_tree(tmp_path / "tiny", labels={"normal": 1}, machines=tuple(range(8)), seconds=1.0)
     code = main(["train", "--data", str(tiny), "--kind", "anomaly", "--out", str(tmp_path / "m.onnx"),

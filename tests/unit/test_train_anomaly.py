@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audioclassifier.card import read_card
+from harness.trees import PARAMS, WINDOW, make_tree
 from ml.calibrate import confidence_threshold, gamma_threshold
 from ml.evaluate import evaluate
 from ml.splits import group_split
 from ml.train import TrainError, TrainOptions, train
-from ml_tiny import PARAMS, WINDOW, make_tree
 
 torch.set_num_threads(1)
 

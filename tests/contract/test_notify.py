@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 from audioclassifier.events import Alert, Telemetry, message_properties
+from harness.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "cloud" / "notify"))
 
-import notifier as nt  # noqa: E402  (cloud/notify is a Functions app folder, not a package)
+import notifier as nt
 
 TOKEN = "hooktoken-3f9a7c"  # the secret part of a webhook URL
 SAS = "sv=2024-05-04&sr=c&sp=r&se=2030-01-01&sig=SeCrEtSiGnAtUrE%3D"

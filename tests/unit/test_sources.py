@@ -14,7 +14,7 @@ from audioclassifier.audio_io import load_audio
 from audioclassifier.card import ModelCard
 from audioclassifier.features import LogMelParams, logmel
 from audioclassifier.sources import Chunk, FileSource, SourceError, parse_speed
-from fixtures_audio import tone
+from harness.audio import tone
 
 SR = 16000
 CARD = ModelCard(kind="anomaly", labels=("anomaly",), features=LogMelParams(), window_seconds=2.0, threshold=0.0)

@@ -4,7 +4,6 @@ signals, self-test, and clear errors for bad models, sources and options."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -18,7 +17,9 @@ import pytest
 import soundfile as sf
 
 from audioclassifier.features import logmel
-from fixtures_audio import make_model, tone
+from harness.audio import tone
+from harness.models import make_model
+from harness.module import run_module
 
 SR = 16000
 ALERT_FIELDS = {"type", "machine", "label", "score", "threshold", "window_start", "window_end",
@@ -27,10 +28,7 @@ TELEMETRY_FIELDS = {"type", "machine", "interval_start", "interval_end", "window
                     "max_score", "level_dbfs", "state", "alerts", "overflows", "model", "seq"}
 
 
-def module(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "audioclassifier", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+module = run_module
 
 
 def jsonl(path: Path) -> list[dict]:

@@ -23,9 +23,9 @@ from packaging.utils import canonicalize_name
 import audioclassifier
 from audioclassifier.constraints import SETTINGS
 from audioclassifier.settings import Settings
+from harness.manifest import dockerfile
+from harness.paths import MODULE, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-MODULE = REPO / "modules" / "audioclassifier"
 TEMPLATE = REPO / "deployment.template.json"
 ENV_TEMPLATE = REPO / ".env.template"
 PLATFORMS = ("amd64", "arm64v8")
@@ -293,37 +293,6 @@ def test_blob_module_tiers_clips_to_the_cloud(manifest: tuple[str, dict[str, Any
 
 
 # --- module.json, Dockerfiles, build context -----------------------------------------------------
-
-def dockerfile(path: Path) -> dict[str, Any]:
-    """The instructions this project's Dockerfiles use, parsed (continuation lines joined)."""
-    text = re.sub(r"\\\n", " ", path.read_text())
-    out: dict[str, Any] = {"from": [], "copy": [], "env": {}, "run": [], "user": None, "volume": None,
-                           "entrypoint": None, "healthcheck": None}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        op, _, rest = line.partition(" ")
-        op, rest = op.upper(), rest.strip()
-        if op == "FROM":
-            out["from"].append(rest)
-        elif op == "COPY":
-            args = [a for a in rest.split() if not a.startswith("--")]
-            out["copy"].append((args[:-1], args[-1]))
-        elif op == "ENV":
-            out["env"].update(dict(kv.split("=", 1) for kv in rest.split()))
-        elif op == "RUN":
-            out["run"].append(rest)
-        elif op == "USER":
-            out["user"] = rest
-        elif op == "VOLUME":
-            (out["volume"],) = json.loads(rest)
-        elif op == "ENTRYPOINT":
-            out["entrypoint"] = json.loads(rest)
-        elif op == "HEALTHCHECK":
-            out["healthcheck"] = rest
-    return out
-
 
 def test_module_json_matches_the_project_and_the_manifest(template: dict[str, Any]) -> None:
     mj = module_json()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import tone_and_noise
+from harness.audio import tone_and_noise
 from ml.__main__ import main
 
 

@@ -1,10 +1,5 @@
-"""Test helpers for the edge module: small real ONNX models with Auscult cards, test recordings,
-and a real PulseAudio server whose pipe source stands in for a microphone.
-
-The models follow the module's contract exactly (input ``logmel`` (batch, n_mels, frames),
-output ``score`` (batch,) or ``probs`` (batch, labels)) and score what is easy to reason about:
-the mean log-mel level of the window in dB, so a louder window scores higher.
-"""
+"""Test audio: tones over a noise floor, and a real PulseAudio server whose pipe source stands in
+for a microphone (the ``pulse_mic`` fixture)."""
 
 from __future__ import annotations
 
@@ -19,63 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audioclassifier.card import ModelCard
-from audioclassifier.features import LogMelParams
-
-__all__ = ["PulseMic", "make_model", "pulse_mic", "tone"]
-
-
-def make_model(
-    path: Path,
-    *,
-    kind: str = "anomaly",
-    threshold: float = -40.0,
-    window_seconds: float = 2.0,
-    params: LogMelParams = LogMelParams(),
-    labels: tuple[str, ...] | None = None,
-    version: str = "test-1",
-    mismatch: bool = False,
-) -> Path:
-    """Write a mean-log-mel-level model with a card. ``classifier``: labels ``normal``, ``loud``,
-    p(loud) = sigmoid((level + 40) / 5). ``mismatch``: the graph's output contradicts the card."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from ml.modelcard import save_with_card
-
-    frames = params.frames_for(int(round(window_seconds * params.sample_rate)))
-    inp = helper.make_tensor_value_info("logmel", TensorProto.FLOAT, ["batch", params.n_mels, frames])
-    init = [helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])]
-    nodes = [helper.make_node("ReduceMean", ["logmel", "axes"], ["level"], keepdims=0)]
-    classifier_graph = (kind == "classifier") != mismatch
-    if classifier_graph:
-        # logits (batch, 2) = level[:, None] * w + b, w = [0, 0.2], b = [0, 8]: p(loud) = sigmoid((level+40)/5)
-        init += [helper.make_tensor("one", TensorProto.INT64, [1], [1]),
-                 helper.make_tensor("w", TensorProto.FLOAT, [1, 2], [0.0, 0.2]),
-                 helper.make_tensor("b", TensorProto.FLOAT, [2], [0.0, 8.0])]
-        nodes += [helper.make_node("Unsqueeze", ["level", "one"], ["col"]),
-                  helper.make_node("MatMul", ["col", "w"], ["xw"]),
-                  helper.make_node("Add", ["xw", "b"], ["logits"]),
-                  helper.make_node("Softmax", ["logits"], ["probs"], axis=1)]
-        out = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 2])
-    else:
-        nodes += [helper.make_node("Identity", ["level"], ["score"])]
-        out = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])
-    graph = helper.make_graph(nodes, "mean_level", [inp], [out], initializer=init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 10
-    if labels is None:
-        labels = ("normal", "loud") if kind == "classifier" else ("anomaly",)
-    card = ModelCard(kind=kind, labels=labels, features=params, window_seconds=window_seconds,
-                     threshold=threshold, version=version, threshold_method="test: fixed",
-                     trained={"dataset": "none: a test model scoring the mean log-mel level"})
-    if mismatch:
-        from ml.modelcard import embed_card
-
-        embed_card(model, card)
-        onnx.save_model(model, str(path))
-        return path
-    return save_with_card(model, card, path)
+__all__ = ["PulseMic", "pulse_mic", "tone", "tone_and_noise"]
 
 
 def tone(seconds: float, *, sr: int = 16000, freq: float = 440.0, dbfs: float = -20.0, seed: int = 0,
@@ -192,3 +131,14 @@ def pulse_mic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
         yield mic
     finally:
         mic.stop()
+
+
+def tone_and_noise(n: int, *, sr: int = 16000, seed: int = 0, noise_db: float = -40.0) -> np.ndarray:
+    """A few tones over a noise floor: machine-like test audio with a realistic dynamic range."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / sr
+    y = np.zeros(n)
+    for f in rng.uniform(50, sr / 2 * 0.9, size=3):
+        y += rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.28))
+    y += 10 ** (noise_db / 20) * rng.standard_normal(n)
+    return y.astype(np.float32)

@@ -23,10 +23,11 @@ import pytest
 
 from audioclassifier.hub.redact import find_secrets
 from harness.models import tiny_model
+from harness.module import ModuleProcess
+from harness.paths import REPO
 from harness.procs import wait_until
 from harness.proxy import StallableProxy
 
-REPO = Path(__file__).resolve().parents[1]
 THRESHOLD = -15.3  # the tiny model's score: about -15.5 healthy, -15.1 with the bearing fault
 
 
@@ -46,40 +47,13 @@ def recordings(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-class Module:
-    """One run of the module; its stderr goes to a log file that the secret scan reads."""
+class Module(ModuleProcess):
+    """A run of the module against the harness, with this file's recording, threshold and machine."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.proc: subprocess.Popen | None = None
-        self.runs = 0
-
-    def start(self, source: Path, model: Path, *, speed: str = "realtime", extra: tuple[str, ...] = ()) -> None:
-        self.runs += 1
-        log = open(self.logs / f"module-{self.runs}.log", "wb")
-        cmd = [sys.executable, "-m", "audioclassifier", "--source", str(source), "--model", str(model),
-               "--speed", speed, "--threshold", str(THRESHOLD), "--consecutive", "1", "--cooldown-seconds", "1",
-               "--machine", "pump-1", "--local-out", str(self.logs / "local"), "--log-level", "INFO", *extra]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        log.close()
-
-    def wait(self, timeout: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def text(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("module-*.log")))
-
-    def alerts_emitted(self, run: int) -> int:
-        found = re.findall(r"done: \d+ windows, \d+ scored, (\d+) alerts", (self.logs / f"module-{run}.log").read_text())
-        assert found, f"run {run} did not finish:\n{(self.logs / f'module-{run}.log').read_text()[-3000:]}"
-        return int(found[-1])
+    def start(self, source: Path, model: Path, *, speed: str = "realtime", extra: tuple[str, ...] = ()) -> None:  # type: ignore[override]
+        super().start("--source", str(source), "--model", str(model), "--speed", speed, "--threshold", str(THRESHOLD),
+                      "--consecutive", "1", "--cooldown-seconds", "1", "--machine", "pump-1",
+                      "--local-out", str(self.logs / "local"), "--log-level", "INFO", *extra)
 
 
 @pytest.fixture()

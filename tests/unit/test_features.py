@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from audioclassifier.audio_io import load_audio
 from audioclassifier.features import LogMelParams, LogMelStream, logmel, mel_filterbank, n_frames
-from conftest import tone_and_noise
+from harness.audio import tone_and_noise
 
 TOL_DB = 1e-3
 

@@ -18,8 +18,9 @@ import soundfile as sf
 from audioclassifier.card import read_card
 from audioclassifier.config import DEFAULT_MODEL
 from audioclassifier.thresholds import GammaThreshold, gamma_threshold
+from harness.module import run_module
+from harness.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FAULT_START = 150.0
 
 
@@ -78,12 +79,10 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run_module(source: Path, out: Path, *args: str, env: dict[str, str] | None = None) -> tuple[list[dict], str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AUSCULT_", "IOTEDGE_", "EdgeHub"))}
-    full_env.update(env or {})
-    r = subprocess.run([sys.executable, "-m", "audioclassifier", "--source", str(source), "--speed", "max",
-                        "--local-out", str(out), "--backend", "onnxruntime", *args],
-                       capture_output=True, text=True, timeout=300, env=full_env, cwd=REPO, check=False)
+def replay(source: Path, out: Path, *args: str, env: dict[str, str] | None = None) -> tuple[list[dict], str]:
+    local = {k: v for k, v in os.environ.items() if not k.startswith(("AUSCULT_", "IOTEDGE_", "EdgeHub"))}
+    r = run_module("--source", str(source), "--speed", "max", "--local-out", str(out), "--backend", "onnxruntime",
+                   *args, env=env, base_env=local, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     path = out / "alerts.jsonl"
     alerts = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -101,7 +100,7 @@ def test_calibration_on_the_machines_own_sound_stops_false_alarms_and_keeps_the_
         return [a for a in alerts if a["audio_offset_seconds"] >= FAULT_START]
 
     # The problem: the card's threshold (other machines) alarms on this healthy machine at once.
-    plain, _ = run_module(recording, tmp_path / "plain")
+    plain, _ = replay(recording, tmp_path / "plain")
     assert before(plain) and plain[0]["audio_offset_seconds"] < 10
     assert all(a["threshold"] == pytest.approx(card_threshold) for a in plain)
 
@@ -109,7 +108,7 @@ def test_calibration_on_the_machines_own_sound_stops_false_alarms_and_keeps_the_
     # fault still alerts. On this recording the healthy sound drifts up a little between 90 and
     # 150 s, so 90 s (89 windows) do not cover it all: two false alarms are left (at about 98 s
     # and 139 s), against five without calibration.
-    cal90, err = run_module(recording, tmp_path / "cal90", "--calibrate-seconds", "90")
+    cal90, err = replay(recording, tmp_path / "cal90", "--calibrate-seconds", "90")
     assert "site calibration done" in err
     assert all(a["audio_offset_seconds"] >= 89 for a in cal90), "an alert while calibrating"
     assert all(a["threshold"] > card_threshold + 0.3 for a in cal90)
@@ -117,7 +116,7 @@ def test_calibration_on_the_machines_own_sound_stops_false_alarms_and_keeps_the_
     assert after(cal90) and max(a["score"] for a in after(cal90)) > cal90[0]["threshold"] + 0.5
 
     # 120 s (set through the environment) covers the drift: no false alarm, the fault detected.
-    cal120, err = run_module(recording, tmp_path / "cal120", env={"AUSCULT_CALIBRATE_SECONDS": "120"})
+    cal120, err = replay(recording, tmp_path / "cal120", env={"AUSCULT_CALIBRATE_SECONDS": "120"})
     assert "site calibration done" in err
     assert before(cal120) == []
     assert after(cal120) and after(cal120)[0]["audio_offset_seconds"] < FAULT_START + 30
@@ -129,7 +128,7 @@ def test_calibration_on_silence_fails_and_keeps_the_cards_threshold(recording: P
     y, sr = sf.read(recording, dtype="float32", frames=16000 * 40)
     wav = tmp_path / "off-then-on.wav"
     sf.write(wav, np.concatenate([np.zeros(30 * sr, dtype=np.float32), y]), sr, subtype="PCM_16")
-    alerts, err = run_module(wav, tmp_path / "out", "--calibrate-seconds", "25")
+    alerts, err = replay(wav, tmp_path / "out", "--calibrate-seconds", "25")
     assert "site calibration failed" in err and "too few scored windows: 0" in err
     assert alerts and all(a["threshold"] == pytest.approx(read_card(DEFAULT_MODEL).threshold) for a in alerts)
     assert alerts[0]["audio_offset_seconds"] >= 29  # the first windows with machine sound
@@ -138,6 +137,5 @@ def test_calibration_on_silence_fails_and_keeps_the_cards_threshold(recording: P
 @pytest.mark.parametrize("args", [("--calibrate-seconds", "-1"), ("--calibrate-seconds", "nan"),
                                   ("--calibrate-percentile", "100"), ("--calibrate-percentile", "x")])
 def test_bad_calibration_options_are_refused(args: tuple[str, str], tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "audioclassifier", "--source", str(tmp_path / "none.wav"), *args],
-                       capture_output=True, text=True, timeout=60, check=False)
+    r = run_module("--source", str(tmp_path / "none.wav"), *args, timeout=60)
     assert r.returncode == 2 and args[0] in r.stderr

@@ -24,7 +24,8 @@ from audioclassifier.runtime import CalibrationError, CaptureError, Runtime
 from audioclassifier.settings import Settings
 from audioclassifier.sinks import LocalSink
 from audioclassifier.sources import FileSource
-from fixtures_audio import make_model, tone
+from harness.audio import tone
+from harness.models import make_model
 
 SR = 16000
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from audioclassifier.audio_io import AudioFileError, audio_info, iter_blocks, load_audio, write_wav
-from conftest import tone_and_noise
+from harness.audio import tone_and_noise
 
 
 @pytest.mark.parametrize(

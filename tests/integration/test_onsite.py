@@ -22,8 +22,9 @@ from audioclassifier.runtime import Runtime
 from audioclassifier.settings import Settings
 from audioclassifier.sinks import LocalSink
 from audioclassifier.sources import FileSource
+from harness.module import run_module
+from harness.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 KEYS = {"state", "seconds", "total", "windows", "threshold", "method", "warning", "error"}
 
 
@@ -145,9 +146,8 @@ def synth(out: Path, seconds: int, *, fault_start: int | None = None) -> Path:
 
 
 def run_module(source: Path, out: Path, *extra: str) -> tuple[list[dict], str]:
-    r = subprocess.run([sys.executable, "-m", "audioclassifier", "--source", str(source), "--speed", "max",
-                        "--local-out", str(out), "--backend", "onnxruntime", *extra],
-                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    r = run_module("--source", str(source), "--speed", "max", "--local-out", str(out), "--backend", "onnxruntime",
+                   *extra, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     path = out / "alerts.jsonl"
     alerts = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_manifest import MODULE, dockerfile
 
+from harness.manifest import dockerfile
+from harness.paths import MODULE
 from harness.venvs import DEV_ONLY, run, runtime_venv
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from audioclassifier.card import read_card
+from harness.trees import PARAMS, WINDOW, make_tree
 from ml.augment import Augment
 from ml.evaluate import evaluate
 from ml.train import TrainOptions, train
-from ml_tiny import PARAMS, WINDOW, make_tree
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from audioclassifier.constraints import SETTINGS
 
-PACKAGE = Path(__file__).resolve().parents[1] / "modules" / "audioclassifier" / "audioclassifier"
+PACKAGE = Path(__file__).resolve().parents[2] / "modules" / "audioclassifier" / "audioclassifier"
 
 #: setting → the file that acts on it.
 CONSUMERS = {

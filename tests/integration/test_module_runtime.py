@@ -6,7 +6,6 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,17 +19,11 @@ from audioclassifier.runtime import CaptureError, Runtime
 from audioclassifier.settings import Settings
 from audioclassifier.sinks import LocalSink
 from audioclassifier.sources import FileSource
-from fixtures_audio import make_model, tone
+from harness.audio import tone
+from harness.models import make_model
+from harness.procs import wait_for
 
 SR = 16000
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def expected_windows(n_samples: int, window_seconds: float, hop_seconds: float) -> int:

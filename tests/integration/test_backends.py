@@ -14,8 +14,10 @@ import pytest
 from audioclassifier.backends import ModelError, load_model
 from audioclassifier.config import DEFAULT_MODEL
 from audioclassifier.features import logmel
-from conftest import REPO
-from fixtures_audio import make_model, tone
+from harness.audio import tone
+from harness.models import make_model
+from harness.module import run_module
+from harness.paths import REPO
 
 
 def machine_windows(card, n: int = 6) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -190,9 +192,9 @@ def test_module_scores_agree_across_backends_and_with_ml_predict(tmp_path: Path)
     scores = {}
     for backend in ("openvino", "onnxruntime"):
         log = tmp_path / f"{backend}.jsonl"
-        res = subprocess.run([sys.executable, "-m", "audioclassifier", "--source", str(recording), "--speed", "max",
-                              "--backend", backend, "--local-out", str(tmp_path / backend), "--window-log", str(log),
-                              "--log-level", "WARNING"], capture_output=True, text=True, timeout=600)
+        res = run_module("--source", str(recording), "--speed", "max", "--backend", backend,
+                         "--local-out", str(tmp_path / backend), "--window-log", str(log), "--log-level", "WARNING",
+                         timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         rows = [json.loads(line) for line in log.read_text().splitlines()]
         scores[backend] = np.array([r["score"] for r in rows], dtype=float)

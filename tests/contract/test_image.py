@@ -20,9 +20,10 @@ from types import ModuleType
 
 import pytest
 
+from harness.paths import REPO
+
 pytestmark = pytest.mark.image
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tools" / "image.sh"
 NO_ENGINE = 77  # tools/image.sh: this machine cannot run containers
 TRAINING = ("torch", "librosa", "sklearn", "matplotlib", "onnx")  # import names

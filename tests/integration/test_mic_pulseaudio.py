@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +21,11 @@ from audioclassifier.mic import MicSource
 from audioclassifier.runtime import Runtime
 from audioclassifier.settings import Settings
 from audioclassifier.sinks import LocalSink
-from fixtures_audio import PulseMic, make_model, pulse_mic, tone  # noqa: F401 - pulse_mic is a fixture
+from harness.audio import PulseMic, pulse_mic, tone  # noqa: F401 - pulse_mic is a fixture
+from harness.models import make_model
+from harness.procs import wait_for
 
 SR = 16000
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout:g} s")
-        time.sleep(0.05)
 
 
 def test_module_listens_to_the_microphone(pulse_mic: PulseMic, tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from audioclassifier.card import ModelCard, read_card
+from harness.trees import PARAMS, WINDOW, make_tree
 from ml.__main__ import main
 from ml.export import export_onnx
 from ml.models import ConvClassifier
 from ml.quantize import quantize
-from ml_tiny import PARAMS, WINDOW, make_tree
 
 torch.set_num_threads(1)
 

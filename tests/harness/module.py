@@ -1,0 +1,71 @@
+"""The edge module as a process, as a device runs it: ``python -m audioclassifier``.
+
+:func:`run_module` runs it to the end and returns what it printed; :class:`ModuleProcess` starts
+it in the background (runs numbered, each run's output in its own log file that the secret scans
+read) for tests that stop brokers, kill it or talk to it while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.paths import REPO
+
+__all__ = ["ModuleProcess", "module_command", "run_module"]
+
+
+def module_command(*args: str) -> list[str]:
+    """The command line of the module with ``args``."""
+    return [sys.executable, "-m", "audioclassifier", *args]
+
+
+def run_module(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+               base_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the module with ``args`` until it ends; ``env`` is added to this process's environment
+    (or to ``base_env``)."""
+    full_env = {**(os.environ if base_env is None else base_env), **(env or {})}
+    return subprocess.run(module_command(*args), capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=REPO)
+
+
+class ModuleProcess:
+    """Runs of the module in the background with a fixed environment; output in ``logs``."""
+
+    def __init__(self, env: dict[str, str], logs: Path, *, defaults: tuple[str, ...] = ()) -> None:
+        self.env = env
+        self.logs = logs
+        self.defaults = defaults
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self, *args: str) -> None:
+        """Start run number ``runs + 1`` with the default arguments and ``args``."""
+        self.runs += 1
+        log = open(self.logs / f"module-{self.runs}.log", "wb")
+        self.proc = subprocess.Popen(module_command(*self.defaults, *args), env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=REPO)
+        log.close()
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def text(self) -> str:
+        """Everything every run printed."""
+        return "".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("module-*.log")))
+
+    def alerts_emitted(self, run: int) -> int:
+        """The alerts run ``run`` counted (its closing ``done:`` line)."""
+        text = (self.logs / f"module-{run}.log").read_text()
+        found = re.findall(r"done: \d+ windows, \d+ scored, (\d+) alerts", text)
+        assert found, f"run {run} did not finish:\n{text[-3000:]}"
+        return int(found[-1])
