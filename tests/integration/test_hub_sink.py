@@ -195,7 +195,7 @@ def test_reports_stay_bounded_and_a_refused_report_does_not_block_the_next(runni
     hub.wait_for(lambda h: h.refused_reports >= 1, 15)
     app.reporter.send({"small": 1})  # the next report still goes
     assert wait_until(lambda: hub.reported.get("small") == 1, 15), (app.client.last_error, hub.refused_reports)
-    assert app.client.refused_reports >= 1 and "refused" in (app.client.last_error or "")
+    assert app.client.reports.refused >= 1 and "refused" in (app.client.reports.last_error or "")
 
 
 def test_drained_outbox_counters_are_reported_as_zeros(running, hub) -> None:

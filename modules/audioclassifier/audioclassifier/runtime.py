@@ -8,7 +8,7 @@ drains between chunks: settings take effect on the next window; a new model is c
 caller's thread and swapped in between two windows, so no audio is dropped. While no worker runs
 (before :meth:`~Runtime.run`, after it), the caller applies its command itself, under a lock.
 
-The sink belongs to whoever made it: the composition root (``__main__``) starts and closes it.
+The sink belongs to whoever made it: the composition root (``__main__``) closes it.
 """
 
 from __future__ import annotations
@@ -36,10 +36,8 @@ __all__ = ["CalibrationError", "CaptureError", "Runtime"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds of audio before the flagged window that an alert's clip includes.
-CLIP_CONTEXT_SECONDS = 3.0
-#: Seconds a caller waits for the worker to take a command (it takes them every chunk).
-COMMAND_TIMEOUT = 30.0
+CLIP_CONTEXT_SECONDS = 3.0  #: seconds of audio before the flagged window that an alert's clip includes
+COMMAND_TIMEOUT = 30.0  #: seconds a caller waits for the worker to take a command (it takes them every chunk)
 
 OnDone = Callable[[dict[str, Any]], None]
 

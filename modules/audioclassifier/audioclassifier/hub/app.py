@@ -122,7 +122,8 @@ class HubApp:
         c = self.client
         hub = {"connected": bool(c and c.connected), "connects": c.connects if c else 0,
                "resyncs": c.resyncs if c else 0, "send_failures": c.send_failures if c else 0,
-               "last_error": c.last_error if c else None}
+               "refused_reports": c.reports.refused if c else 0,
+               "last_error": (c.last_error or c.reports.last_error or c.sender.last_error) if c else None}
         return {**runtime, "hub": hub, "outbox": self.outbox.stats().to_dict(),
                 "uploads": self.uploader.stats() if self.uploader else None,
                 "last_error": self.last_error or self.sink.last_error or self.updater.last_error}

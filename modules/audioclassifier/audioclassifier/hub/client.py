@@ -19,20 +19,18 @@ moves data. It calls ``on_desired(desired, complete)`` and ``on_method(name, pay
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
-from azure.iot.device.exceptions import ServiceError
+from azure.iot.device import IoTHubModuleClient, MethodResponse
 
 from ..backoff import Backoff
-from .outbox import Entry, Outbox
-from .reporting import bounded
+from .outbox import Outbox
+from .reporting import PendingReports
+from .sender import OutboxSender
 
 __all__ = ["HubClient"]
 
@@ -68,26 +66,6 @@ def _call(fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
     return box.get("value")
 
 
-def _status_code(exc: BaseException | None) -> int | None:
-    """The status of a refused twin operation. The SDK says it only in the message of a
-    ``ServiceError``, which its sync client wraps in a ``ClientError("Unexpected failure")``."""
-    while exc is not None:
-        if isinstance(exc, ServiceError):
-            m = re.search(r"status (\d{3})", str(exc))
-            return int(m.group(1)) if m else None
-        exc = exc.__cause__
-    return None
-
-
-def _deep_merge(into: dict, patch: Mapping) -> dict:
-    for k, v in patch.items():
-        if isinstance(v, Mapping) and isinstance(into.get(k), dict):
-            _deep_merge(into[k], v)
-        else:
-            into[k] = dict(v) if isinstance(v, Mapping) else v
-    return into
-
-
 class HubClient:
     """Connection, confirmed sends, twin and methods over one ``IoTHubModuleClient``."""
 
@@ -104,25 +82,22 @@ class HubClient:
         self._outbox = outbox
         self._on_desired = on_desired
         self._on_method = on_method
-        self._send_backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self._connect_backoff = Backoff(initial=1.0, maximum=30.0)
         self._stop = threading.Event()
-        self._wake_sender = threading.Event()
         self._wake_control = threading.Event()
         # Only a connection state change (or stop) may cut a reconnect wait short: a report queued
         # during an outage must not turn the backoff into a retry every few seconds.
         self._state_changed = threading.Event()
         self._connected = threading.Event()
         self._ready = threading.Event()  # connected, subscribed and twin applied at least once
-        self._lock = threading.Lock()
-        self._report: dict[str, Any] = {}
+        self.sender = OutboxSender(client, outbox, connected=self._connected, stop=self._stop, backoff=backoff)
+        self.reports = PendingReports(lambda patch: _call(self._client.patch_twin_reported_properties, patch,
+                                                          timeout=REQUEST_TIMEOUT_SECONDS))
         self._resync = True
         self._desired_version = -1
         self._threads: list[threading.Thread] = []
         self.connects = 0
         self.resyncs = 0
-        self.send_failures = 0
-        self.refused_reports = 0
         self.last_error: str | None = None
 
     @classmethod
@@ -138,10 +113,14 @@ class HubClient:
 
     def start(self) -> None:
         """Start the control and sender threads; returns at once (connecting happens behind)."""
-        for name, target in (("hub-control", self._control_loop), ("hub-sender", self._send_loop)):
+        for name, target in (("hub-control", self._control_loop), ("hub-sender", self.sender.run)):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+
+    @property
+    def send_failures(self) -> int:
+        return self.sender.failures
 
     @property
     def connected(self) -> bool:
@@ -153,15 +132,15 @@ class HubClient:
 
     def wake(self) -> None:
         """A message was queued: send it now rather than at the next poll."""
-        self._wake_sender.set()
+        self.sender.wake()
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the outbox to drain; True if it did."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self._outbox) == 0 and not self._report:
+            if len(self._outbox) == 0 and not self.reports.pending:
                 return True
-            self._wake_sender.set()
+            self.sender.wake()
             self._wake_control.set()
             time.sleep(0.05)
         return len(self._outbox) == 0
@@ -174,21 +153,13 @@ class HubClient:
         if self.connected:
             self.flush(flush_seconds)
         self._stop.set()
-        self._wake_sender.set()
+        self.sender.wake()
         self._wake_control.set()
         self._state_changed.set()
-        done = threading.Event()
-
-        def shutdown() -> None:
-            try:
-                self._client.shutdown()
-            except Exception as exc:  # noqa: BLE001 - shutting down regardless
-                log.warning("hub: shutdown: %s", exc)
-            done.set()
-
-        threading.Thread(target=shutdown, name="hub-shutdown", daemon=True).start()
-        if not done.wait(10.0):
-            log.warning("hub: SDK shutdown did not finish in 10 s; exiting anyway")
+        try:
+            _call(self._client.shutdown, timeout=10.0)
+        except Exception as exc:  # noqa: BLE001 - shutting down regardless (TimeoutError after 10 s)
+            log.warning("hub: SDK shutdown: %s: %s; exiting anyway", type(exc).__name__, exc)
         for t in self._threads:
             t.join(timeout=2.0)
 
@@ -196,8 +167,7 @@ class HubClient:
 
     def report(self, patch: Mapping[str, Any]) -> None:
         """Merge ``patch`` into the reported properties to send (now if connected, else later)."""
-        with self._lock:
-            _deep_merge(self._report, patch)
+        self.reports.add(patch)
         self._wake_control.set()
 
     # -- control thread: connect, (re)subscribe, twin, reports ------------------------------------
@@ -211,7 +181,7 @@ class HubClient:
                     continue
                 if self._resync:
                     self._subscribe_and_fetch_twin()
-                self._send_report()
+                self.reports.send()
             except Exception as exc:  # noqa: BLE001 - the loop must survive anything and retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("hub: %s; retrying", self.last_error)
@@ -234,7 +204,7 @@ class HubClient:
         self._connect_backoff.reset()
         self._resync = True
         self._connected.set()
-        self._wake_sender.set()
+        self.sender.wake()
         if self.connects == 1:
             # Set once: the SDK calls it on every connect and disconnect, its own reconnects included.
             self._client.on_connection_state_change = self._on_connection_state_change  # type: ignore[assignment]
@@ -246,7 +216,7 @@ class HubClient:
             log.info("hub: reconnected; renewing subscriptions and fetching the twin")
             self._resync = True
             self._connected.set()  # sends need no subscription: they go on even if the twin fails
-            self._wake_sender.set()
+            self.sender.wake()
         else:
             log.warning("hub: disconnected; messages wait in the outbox")
             self._connected.clear()
@@ -267,7 +237,7 @@ class HubClient:
             self._client.on_method_request_received = self._handle_method
             self._client.on_twin_desired_properties_patch_received = self._handle_patch
         else:
-            self._renew_subscriptions()
+            renew_subscriptions(self._client)
         twin = _call(self._client.get_twin, timeout=REQUEST_TIMEOUT_SECONDS)
         desired = dict(twin.get("desired") or {})
         self._desired_version = int(desired.get("$version", -1))
@@ -278,49 +248,6 @@ class HubClient:
         except Exception:
             log.exception("hub: applying the desired properties failed")
         self._ready.set()
-
-    def _renew_subscriptions(self) -> None:
-        # SDK quirk (azure-iot-device 2.14): features are subscribed once; after a reconnect whose
-        # session the broker lost (clean restart, failover) nothing re-subscribes them and the
-        # client is connected but deaf. MQTT SUBSCRIBE is idempotent, so renew every enabled one.
-        from azure.iot.device.common.evented_callback import EventedCallback
-
-        pipeline = self._client._mqtt_pipeline  # noqa: SLF001 - no public API for this (see above)
-        for feature, enabled in list(pipeline.feature_enabled.items()):
-            if enabled:
-                callback = EventedCallback()
-                pipeline.enable_feature(feature, callback=callback)
-                callback.wait_for_completion()
-        log.info("hub: subscriptions renewed")
-
-    def _send_report(self) -> None:
-        with self._lock:
-            patch, self._report = self._report, {}
-        if not patch:
-            return
-        try:
-            json.dumps(patch, allow_nan=False)
-        except (TypeError, ValueError) as exc:  # retrying cannot help: drop it, loudly
-            log.error("hub: dropped a reported-properties patch that is not JSON: %s", exc)
-            return
-        patch = bounded(patch)  # IoT Hub refuses reported properties over 32 KB
-        try:
-            _call(self._client.patch_twin_reported_properties, patch, timeout=REQUEST_TIMEOUT_SECONDS)
-        except Exception as exc:
-            status = _status_code(exc)
-            if status is not None and 400 <= status < 500 and status != 429:
-                # The hub refused this patch: sending it again cannot help, and it must not block the
-                # reports after it. Say so (small) and go on.
-                self.last_error = f"reported properties refused by the hub ({status}); that report was dropped"
-                log.error("hub: %s", self.last_error)
-                self.refused_reports += 1
-                return
-            self._put_back(patch)
-            raise
-
-    def _put_back(self, patch: dict[str, Any]) -> None:
-        with self._lock:  # under anything reported since
-            self._report = _deep_merge(patch, self._report)
 
     # -- SDK handler threads --------------------------------------------------------------------
 
@@ -345,38 +272,20 @@ class HubClient:
         except Exception as exc:  # noqa: BLE001 - the caller times out; nothing else to do
             log.warning("hub: could not answer method %s: %s", request.name, exc)
 
-    # -- sender thread ----------------------------------------------------------------------------
 
-    def _send_loop(self) -> None:
-        while not self._stop.is_set():
-            if not self._connected.is_set():
-                self._wait_sender(1.0)
-                continue
-            entry = self._outbox.head()
-            if entry is None:
-                self._wait_sender(1.0)
-                continue
-            try:
-                self._client.send_message_to_output(self._message(entry), entry.output)
-            except Exception as exc:  # noqa: BLE001 - disconnected, dropped, timed out: retry later
-                self.send_failures += 1
-                self.last_error = f"send failed: {type(exc).__name__}: {exc}"
-                self._outbox.failed(entry)
-                delay = self._send_backoff.next()
-                log.warning("hub: %s; %d queued, next try in %.1f s", self.last_error, len(self._outbox), delay)
-                self._stop.wait(delay)
-                continue
-            self._outbox.ack(entry)
-            self._send_backoff.reset()
+def renew_subscriptions(client: IoTHubModuleClient) -> None:
+    """Subscribe again to every feature the client enabled.
 
-    def _wait_sender(self, timeout: float) -> None:
-        self._wake_sender.wait(timeout)
-        self._wake_sender.clear()
+    SDK quirk (azure-iot-device 2.14): features are subscribed once; after a reconnect whose
+    session the broker lost (clean restart, failover) nothing re-subscribes them and the client is
+    connected but deaf. MQTT SUBSCRIBE is idempotent, so renew every enabled one.
+    """
+    from azure.iot.device.common.evented_callback import EventedCallback
 
-    @staticmethod
-    def _message(entry: Entry) -> Message:
-        msg = Message(entry.body, message_id=entry.message_id, content_encoding="utf-8",
-                      content_type="application/json")
-        msg.custom_properties.update(entry.properties)
-        msg.custom_properties["seq"] = str(entry.seq)
-        return msg
+    pipeline = client._mqtt_pipeline  # noqa: SLF001 - no public API for this (see above)
+    for feature, enabled in list(pipeline.feature_enabled.items()):
+        if enabled:
+            callback = EventedCallback()
+            pipeline.enable_feature(feature, callback=callback)
+            callback.wait_for_completion()
+    log.info("hub: subscriptions renewed")

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .redact import redact
 
-__all__ = ["MAX_REPORT_BYTES", "REPORT_INTERVAL_SECONDS", "Reporter", "bounded", "redacted"]
+__all__ = ["MAX_REPORT_BYTES", "REPORT_INTERVAL_SECONDS", "PendingReports", "Reporter", "bounded", "redacted"]
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +119,74 @@ class Reporter:
                 self.report_status()
             except Exception:
                 log.exception("hub: periodic report failed")
+
+
+def _deep_merge(into: dict, patch: Mapping) -> dict:
+    for k, v in patch.items():
+        if isinstance(v, Mapping) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = dict(v) if isinstance(v, Mapping) else v
+    return into
+
+
+def _status_code(exc: BaseException | None) -> int | None:
+    """The status of a refused twin operation. The SDK says it only in the message of a
+    ``ServiceError``, which its sync client wraps in a ``ClientError("Unexpected failure")``."""
+    from azure.iot.device.exceptions import ServiceError
+
+    while exc is not None:
+        if isinstance(exc, ServiceError):
+            m = re.search(r"status (\d{3})", str(exc))
+            return int(m.group(1)) if m else None
+        exc = exc.__cause__
+    return None
+
+
+class PendingReports:
+    """Reported-properties patches merged until the connection sends them (``patch(doc)`` sends).
+
+    :meth:`send` sends what is pending as one patch, bounded (:func:`bounded`). A patch the hub
+    refuses (4xx but 429) is dropped, counted and said in :attr:`last_error`: sending it again
+    cannot help, and it must not block the reports after it. Any other failure puts it back, under
+    what was reported since, and raises (the connection retries).
+    """
+
+    def __init__(self, patch: Callable[[dict[str, Any]], Any]) -> None:
+        self._patch = patch
+        self._lock = threading.Lock()
+        self._pending: dict[str, Any] = {}
+        self.refused = 0
+        self.last_error: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def add(self, patch: Mapping[str, Any]) -> None:
+        with self._lock:
+            _deep_merge(self._pending, patch)
+
+    def send(self) -> None:
+        with self._lock:
+            patch, self._pending = self._pending, {}
+        if not patch:
+            return
+        try:
+            json.dumps(patch, allow_nan=False)
+        except (TypeError, ValueError) as exc:  # retrying cannot help: drop it, loudly
+            log.error("hub: dropped a reported-properties patch that is not JSON: %s", exc)
+            return
+        patch = bounded(patch)  # IoT Hub refuses reported properties over 32 KB
+        try:
+            self._patch(patch)
+        except Exception as exc:
+            status = _status_code(exc)
+            if status is not None and 400 <= status < 500 and status != 429:
+                self.last_error = f"reported properties refused by the hub ({status}); that report was dropped"
+                log.error("hub: %s", self.last_error)
+                self.refused += 1
+                return
+            with self._lock:  # under anything reported since
+                self._pending = _deep_merge(patch, self._pending)
+            raise
