@@ -15,7 +15,7 @@ from typing import Any
 from azure.iot.device import Message
 
 from ..backoff import Backoff
-from .outbox import Entry, Outbox
+from .outbox import Entry, Outbox, OutboxError
 
 __all__ = ["OutboxSender", "to_message"]
 
@@ -50,27 +50,38 @@ class OutboxSender:
         self._wake.set()
 
     def run(self) -> None:
-        """The thread's loop."""
+        """The thread's loop; it survives anything (a full disk failing the outbox's writes, too)."""
         while not self._stop.is_set():
-            if not self._connected.is_set():
-                self._wait(1.0)
-                continue
-            entry = self._outbox.head()
-            if entry is None:
-                self._wait(1.0)
-                continue
             try:
-                self._client.send_message_to_output(to_message(entry), entry.output)
-            except Exception as exc:  # noqa: BLE001 - disconnected, dropped, timed out: retry later
+                self._step()
+            except OutboxError as exc:  # e.g. ENOSPC on the ack: the message stays, sent again later
                 self.failures += 1
-                self.last_error = f"send failed: {type(exc).__name__}: {exc}"
-                self._outbox.failed(entry)
+                self.last_error = f"outbox: {exc}"
                 delay = self._backoff.next()
-                log.warning("hub: %s; %d queued, next try in %.1f s", self.last_error, len(self._outbox), delay)
+                log.warning("hub: %s; next try in %.1f s", self.last_error, delay)
                 self._stop.wait(delay)
-                continue
-            self._outbox.ack(entry)
-            self._backoff.reset()
+
+    def _step(self) -> None:
+        """Send the head of the outbox, or wait for one (or for the connection)."""
+        if not self._connected.is_set():
+            self._wait(1.0)
+            return
+        entry = self._outbox.head()
+        if entry is None:
+            self._wait(1.0)
+            return
+        try:
+            self._client.send_message_to_output(to_message(entry), entry.output)
+        except Exception as exc:  # noqa: BLE001 - disconnected, dropped, timed out: retry later
+            self.failures += 1
+            self.last_error = f"send failed: {type(exc).__name__}: {exc}"
+            self._outbox.failed(entry)
+            delay = self._backoff.next()
+            log.warning("hub: %s; %d queued, next try in %.1f s", self.last_error, len(self._outbox), delay)
+            self._stop.wait(delay)
+            return
+        self._outbox.ack(entry)
+        self._backoff.reset()
 
     def _wait(self, timeout: float) -> None:
         self._wake.wait(timeout)
