@@ -33,12 +33,16 @@ def plot_logmel(ax: plt.Axes, s_db: np.ndarray, *, params: LogMelParams, t0: flo
 
 
 def save_spectrogram_png(
-    s_db: np.ndarray, path: str | os.PathLike[str], *, params: LogMelParams, title: str = "", dpi: int = 80
+    s_db: np.ndarray, path: str | os.PathLike[str], *, params: LogMelParams, title: str = "", dpi: int = 80,
+    db_range: tuple[float, float] | None = None,
 ) -> Path:
-    """Write a log-mel spectrogram image with time and frequency axes and a dB colour bar."""
+    """Write a log-mel spectrogram image with time and frequency axes and a dB colour bar;
+    ``db_range`` fixes the colour scale (images of a tree then compare), else the image's own."""
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=dpi)
     try:
         im = plot_logmel(ax, s_db, params=params)
+        if db_range is not None:
+            im.set_clim(*db_range)
         fig.colorbar(im, ax=ax, label="dB")
         if title:
             ax.set_title(title, fontsize=9)
@@ -142,7 +146,13 @@ def save_score_histograms_png(scores_by_label: dict[str, np.ndarray], path: str 
     lo, hi = np.percentile(allv, [0, 99.5]) if allv.size else (0.0, 1.0)
     if threshold is not None:
         lo, hi = min(lo, threshold), max(hi, threshold)
-    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 40)
+    log_x = bool(allv.size) and float(allv.min()) > 0 and hi / max(float(allv.min()), 1e-12) > 30
+    if log_x:  # scores over decades: a linear axis squashes the normal ones against zero
+        lo = float(allv.min())
+        bins = np.geomspace(lo, hi if hi > lo else lo * 10, 40)
+        ax.set_xscale("log")
+    else:
+        bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 40)
     for name, v in scores_by_label.items():
         ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, alpha=0.5, label=f"{name} ({len(v)})", density=True)
     if threshold is not None:

@@ -177,7 +177,7 @@ def load_windows(
             except (AudioFileError, ValueError, OSError) as exc:
                 reason = exc.reason if isinstance(exc, AudioFileError) else str(exc)
                 failed[str(it.path)] = reason
-                log.warning("skipped %s: %s", it.path, reason)
+                log.debug("skipped %s: %s", it.path, reason)  # the caller reports failed files once
             else:
                 index.append(np.full(len(w), len(kept), dtype=np.int64))
                 chunks.append(w)

@@ -234,7 +234,8 @@ def card_from_metadata(meta: Mapping[str, str], *, source: str = "") -> ModelCar
     """The card from an ONNX model's metadata_props mapping (as runtimes expose it)."""
     if CARD_KEY not in meta:
         raise CardError(source, f"model has no Auscult model card (metadata key {CARD_KEY!r}); "
-                                "export it with `python -m ml train` or `python -m ml export`")
+                                "a model from elsewhere needs the Auscult input/output contract and a card: train it with "
+                                "`python -m ml train` (`ml export` only re-exports a model that already has a card)")
     return ModelCard.from_json(meta[CARD_KEY], source=source)
 
 
