@@ -272,8 +272,8 @@ def _scan(root: Path, what: str, sensor: bool) -> list[Item]:
 
 
 def _check_options(o: TrainOptions) -> None:
-    if o.kind not in ("anomaly", "classifier", "classical"):
-        raise TrainError(f"--kind must be anomaly, classifier or classical, got {o.kind!r}")
+    if o.kind not in ("anomaly", "classifier"):
+        raise TrainError(f"--kind must be anomaly or classifier, got {o.kind!r}")
     if not 0 <= o.val_fraction < 1:
         raise TrainError(f"--val-fraction must be in [0, 1), got {o.val_fraction:g}")
     if o.val_data is not None and o.val_groups:
@@ -389,12 +389,7 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
         context = int(getattr(model, "context", 1))
     else:
         labels = [o.normal_label] + [lab for lab in labels_all if lab != o.normal_label]
-        if o.kind == "classical":
-            from ml.classical import fit_classical_kind
-
-            model, info = fit_classical_kind(ws, tr, va, o, labels, say)
-        else:
-            model, info = _classifier(ws, tr, va, o, labels, say)
+        model, info = _classifier(ws, tr, va, o, labels, say)
         threshold = 0.5
         threshold_method = "fixed: alert when 1 - p(normal) > 0.5 (the normal class is not the most likely)"
         extra = {"method": info["method"], "confidence_threshold": info["confidence_threshold"],

@@ -19,9 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "2 on bad data or options.",
     )
     p.add_argument("--data", required=True, type=Path, help="dataset tree ROOT/<label>/[<machine>/]*.wav")
-    p.add_argument("--kind", required=True, choices=("anomaly", "classifier", "classical"),
-                   help="anomaly: learns normal only; classifier: statistics + CNN; classical: MFCC window "
-                   "statistics + SVM/logistic regression (grid search), MFCC computed inside the ONNX graph")
+    p.add_argument("--kind", required=True, choices=("anomaly", "classifier"),
+                   help="anomaly: learns normal only; classifier: statistics + CNN")
     p.add_argument("--out", required=True, type=Path, help="ONNX file to write")
     p.add_argument("--seed", type=int, default=0, help="random seed: same data + seed = same model (default 0)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs of the networks (early stopping may end sooner)")
