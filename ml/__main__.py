@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("matplotlib", "PIL", "numba", "h5py"):  # their debug lines drown ours under -v
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return int(args.run_verb(args) or 0)
 
 

@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ml.dataset import scan_tree
-from ml.inference import OnnxModel
-from ml.metrics import level_metrics
+from audioclassifier.card import ModelCard
+from ml.dataset import scan_tree, suffixes
+from ml.inference import OnnxModel, card_channels
+from ml.metrics import UNKNOWN, level_metrics
 from ml.windows import WindowSet, load_windows
 
-__all__ = ["Evaluation", "evaluate", "format_table", "score_set"]
+__all__ = ["Evaluation", "LabelMismatchError", "check_labels", "evaluate", "format_table", "score_set"]
 
 
 @dataclass
@@ -50,6 +51,33 @@ def _decisions(model: OnnxModel, out: np.ndarray, scores: np.ndarray) -> np.ndar
     return np.asarray(card.labels, dtype=object)[out.argmax(axis=1)]
 
 
+def _with_unknown(model: OnnxModel, out: np.ndarray, dec: np.ndarray) -> np.ndarray | None:
+    """A classifier's decisions with ``unknown`` under the card's confidence threshold (None: anomaly)."""
+    if model.kind == "anomaly":
+        return None
+    conf = float(model.card.extra.get("confidence_threshold", 0.0))
+    return np.where(out.max(axis=1) >= conf, dec, UNKNOWN).astype(object)
+
+
+def check_labels(card: ModelCard, data_labels: list[str]) -> list[str]:
+    """Warnings for labels the card does not know; :class:`LabelMismatchError` when nothing matches."""
+    if card.kind == "anomaly":
+        if card.normal_label not in data_labels:
+            return [f"no '{card.normal_label}' folder (the card's normal label): every file counts as abnormal "
+                    f"(labels found: {', '.join(data_labels)})"]
+        return []
+    new = [x for x in data_labels if x not in card.labels]
+    if len(new) == len(data_labels):
+        raise LabelMismatchError(f"none of the data's labels ({', '.join(data_labels)}) is among the model's labels "
+                                 f"({', '.join(card.labels)}): is this the data the model was made for?")
+    return [f"labels {', '.join(new)} are not among the model's ({', '.join(card.labels)}): their files are "
+            "always wrong"] if new else []
+
+
+class LabelMismatchError(ValueError):
+    """The data's labels do not match the model's card."""
+
+
 def _truth(model: OnnxModel, labels: np.ndarray) -> np.ndarray:
     if model.kind == "anomaly":
         return np.where(labels == model.card.normal_label, model.card.normal_label, "anomaly").astype(object)
@@ -57,16 +85,26 @@ def _truth(model: OnnxModel, labels: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model_path: str | os.PathLike[str], data: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None,
-             *, hop_seconds: float | None = None, channel: int | None = None, plots: bool = True) -> Evaluation:
-    """Evaluate ``model_path`` on the tree ``data``; write the report to ``out_dir`` (if given)."""
+             *, hop_seconds: float | None = None, channel: int | None = None, plots: bool = True,
+             sensor: bool | None = None, allow_upsampling: bool = False) -> Evaluation:
+    """Evaluate ``model_path`` on the tree ``data``; write the report to ``out_dir`` (if given).
+
+    ``channel`` defaults to the card's channel handling; ``sensor`` to whether the card's model was
+    trained on sensor series. Raises :class:`LabelMismatchError` when no data label is the card's."""
     model = OnnxModel(model_path, threads=os.cpu_count() or 1)
     card = model.card
-    items = scan_tree(data)
+    trained_ch = card_channels(card)
+    if channel is None and trained_ch.get("mix") == "channel":
+        channel = int(trained_ch["channel"])
+    if sensor is None:
+        sensor = trained_ch.get("input") == "sensor"
+    items = scan_tree(data, sensor=sensor)
     if not items:
-        raise FileNotFoundError(f"{data}: no .wav/.flac files found")
+        raise FileNotFoundError(f"{data}: no {'/'.join(suffixes(sensor))} files found")
+    warnings = check_labels(card, sorted({it.label for it in items}))
     ws = load_windows(items, params=card.features, window_seconds=card.window_seconds,
                       hop_seconds=hop_seconds if hop_seconds is not None else card.window_seconds / 2,
-                      channel=channel)
+                      channel=channel, sensor=sensor, allow_upsampling=allow_upsampling)
     if not ws.items:
         raise FileNotFoundError(f"{data}: none of the {len(items)} files could be read")
     out, scores = score_set(model, ws)
@@ -89,10 +127,14 @@ def evaluate(model_path: str | os.PathLike[str], data: str | os.PathLike[str], o
         labels = [card.normal_label, "anomaly"]
     else:
         labels = list(card.labels) + sorted(set(lab) - set(card.labels))
-    metrics = {
-        "window": level_metrics(true_w, dec_w, scores, normal_label=card.normal_label, labels=labels),
-        "file": level_metrics(true_f, dec_f, f_scores, normal_label=card.normal_label, labels=labels),
+    metrics: dict[str, Any] = {
+        "window": level_metrics(true_w, dec_w, scores, normal_label=card.normal_label, labels=labels,
+                                decided=_with_unknown(model, out, dec_w)),
+        "file": level_metrics(true_f, dec_f, f_scores, normal_label=card.normal_label, labels=labels,
+                              decided=_with_unknown(model, f_out, dec_f) if model.kind != "anomaly" else None),
     }
+    if warnings:
+        metrics["warnings"] = warnings
     dest = None
     if out_dir is not None:
         dest = Path(out_dir)
@@ -115,8 +157,11 @@ def _plots(model: OnnxModel, metrics: dict[str, Any], dest: Path, lab: np.ndarra
     card = model.card
     for level in ("window", "file"):
         m = metrics[level]
-        save_confusion_png(m["confusion"], m["labels"], dest / f"confusion_{level}.png",
-                           title=f"{level} level, accuracy {m['accuracy']:.3f}" if m["accuracy"] is not None else level)
+        title = f"{level} level, accuracy {m['accuracy']:.3f}" if m["accuracy"] is not None else level
+        if "columns" in m:
+            title += f", unknown {m['unknown']:.0%}"
+        save_confusion_png(m.get("confusion_unknown", m["confusion"]), m["labels"], dest / f"confusion_{level}.png",
+                           title=title, columns=m.get("columns"))
     save_roc_png({"windows": (lab != card.normal_label, scores), "files": (f_lab != card.normal_label, f_scores)},
                  dest / "roc.png", title=f"{card.kind} {card.version}: normal vs rest")
     xlabel = "anomaly score" if card.kind == "anomaly" else "1 - p(normal)"
@@ -125,22 +170,28 @@ def _plots(model: OnnxModel, metrics: dict[str, Any], dest: Path, lab: np.ndarra
                               threshold=card.threshold, title="window scores per label", xlabel=xlabel)
 
 
-def format_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """A readable summary: one row per level, then the confusion matrices."""
+def format_table(metrics: dict[str, Any]) -> str:
+    """A readable summary: one row per level, per-class precision/recall/F1, then the confusion
+    matrices (with the ``unknown`` column for a classifier)."""
 
     def f(v: Any) -> str:
         return "   -  " if v is None else f"{v:6.3f}"
 
-    lines = ["level    auc    pauc   accuracy", "------  ------ ------ --------"]
+    lines = [f"WARNING: {w}" for w in metrics.get("warnings", [])]
+    lines += ["level    auc    pauc   accuracy unknown", "------  ------ ------ -------- -------"]
     for level in ("window", "file"):
         m = metrics[level]
-        lines.append(f"{level:6s}  {f(m['auc'])} {f(m['pauc'])} {f(m['accuracy'])}")
+        lines.append(f"{level:6s}  {f(m['auc'])} {f(m['pauc'])} {f(m['accuracy'])}   {f(m.get('unknown'))}")
     for level in ("window", "file"):
         m = metrics[level]
         labels = m["labels"]
-        w = max(8, *(len(x) for x in labels))
+        cols = m.get("columns", labels)
+        w = max(8, *(len(x) for x in list(labels) + list(cols)))
+        lines.append(f"\nper class ({level}): precision recall f1 support")
+        for name, pc in m.get("per_class", {}).items():
+            lines.append(f"{name:>{w}} {f(pc['precision'])} {f(pc['recall'])} {f(pc['f1'])} {pc['support']:>7d}")
         lines.append(f"\nconfusion ({level}; rows: true, columns: decision)")
-        lines.append(" " * (w + 1) + " ".join(f"{x:>{w}}" for x in labels))
-        for name, row in zip(labels, m["confusion"]):
+        lines.append(" " * (w + 1) + " ".join(f"{x:>{w}}" for x in cols))
+        for name, row in zip(labels, m.get("confusion_unknown", m["confusion"])):
             lines.append(f"{name:>{w}} " + " ".join(f"{v:>{w}d}" for v in row))
     return "\n".join(lines)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from audioclassifier.card import ModelCard, card_from_metadata
 
-__all__ = ["OnnxModel"]
+__all__ = ["OnnxModel", "card_channels"]
+
+
+def card_channels(card: ModelCard) -> dict[str, Any]:
+    """The card's optional ``channels`` block (how training reduced channels or axes to one signal);
+    an old card without it: ``{"mix": "mean"}``."""
+    block = card.extra.get("channels")
+    return dict(block) if isinstance(block, dict) else {"mix": "mean"}
 
 
 class OnnxModel:

@@ -33,12 +33,16 @@ def plot_logmel(ax: plt.Axes, s_db: np.ndarray, *, params: LogMelParams, t0: flo
 
 
 def save_spectrogram_png(
-    s_db: np.ndarray, path: str | os.PathLike[str], *, params: LogMelParams, title: str = "", dpi: int = 80
+    s_db: np.ndarray, path: str | os.PathLike[str], *, params: LogMelParams, title: str = "", dpi: int = 80,
+    db_range: tuple[float, float] | None = None,
 ) -> Path:
-    """Write a log-mel spectrogram image with time and frequency axes and a dB colour bar."""
+    """Write a log-mel spectrogram image with time and frequency axes and a dB colour bar;
+    ``db_range`` fixes the colour scale (images of a tree then compare), else the image's own."""
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=dpi)
     try:
         im = plot_logmel(ax, s_db, params=params)
+        if db_range is not None:
+            im.set_clim(*db_range)
         fig.colorbar(im, ax=ax, label="dB")
         if title:
             ax.set_title(title, fontsize=9)
@@ -66,24 +70,47 @@ def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
 
 
 def save_confusion_png(matrix: list[list[int]], labels: list[str], path: str | os.PathLike[str], *,
-                       title: str = "", xlabel: str = "decision", ylabel: str = "true label") -> Path:
-    """A confusion matrix with counts in the cells and rows shaded by their share."""
+                       title: str = "", xlabel: str = "decision", ylabel: str = "true label",
+                       columns: list[str] | None = None) -> Path:
+    """A confusion matrix with counts in the cells and rows shaded by their share; ``columns``
+    names the decisions when they differ from the rows (e.g. an ``unknown`` column)."""
     m = np.asarray(matrix, dtype=np.float64)
+    cols = list(labels) if columns is None else list(columns)
     share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * n, 1.0 + 0.7 * n), dpi=90)
+    n, k = len(labels), len(cols)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * k, 1.0 + 0.7 * n), dpi=90)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
-        for j in range(n):
+        for j in range(k):
             ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", color="white" if share[i, j] > 0.6 else "black")
-    ax.set_xticks(range(n))
-    ax.set_xticklabels(labels, rotation=30, ha="right")
+    ax.set_xticks(range(k))
+    ax.set_xticklabels(cols, rotation=30, ha="right")
     ax.set_yticks(range(n))
     ax.set_yticklabels(labels)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def save_training_curves_png(history: list[dict[str, float]], path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Loss and accuracy per epoch (training and validation), side by side."""
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90)
+    for key, ax in (("train_loss", a1), ("val_loss", a1), ("train_acc", a2), ("val_acc", a2),
+                    ("val_balanced_acc", a2)):
+        if all(key in h for h in history):
+            ax.plot(ep, [h[key] for h in history], marker="o", ms=3, label=key.replace("_", " "))
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("loss")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("accuracy")
+    a2.set_ylim(0, 1.01)
+    for ax in (a1, a2):
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 
@@ -119,7 +146,13 @@ def save_score_histograms_png(scores_by_label: dict[str, np.ndarray], path: str 
     lo, hi = np.percentile(allv, [0, 99.5]) if allv.size else (0.0, 1.0)
     if threshold is not None:
         lo, hi = min(lo, threshold), max(hi, threshold)
-    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 40)
+    log_x = bool(allv.size) and float(allv.min()) > 0 and hi / max(float(allv.min()), 1e-12) > 30
+    if log_x:  # scores over decades: a linear axis squashes the normal ones against zero
+        lo = float(allv.min())
+        bins = np.geomspace(lo, hi if hi > lo else lo * 10, 40)
+        ax.set_xscale("log")
+    else:
+        bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 40)
     for name, v in scores_by_label.items():
         ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, alpha=0.5, label=f"{name} ({len(v)})", density=True)
     if threshold is not None:

@@ -22,17 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from audioclassifier.card import ModelCard
+from audioclassifier.card import CardError, ModelCard
 from audioclassifier.features import LogMelParams
 from audioclassifier.learning import FORMAT_VERSION as LEARNING_FORMAT
 from audioclassifier.learning import MIN_WINDOWS, WARN_WINDOWS, LearningError, check_window_count
 from ml.anomaly import AnomalyConfig, fit_method, fit_stats, score_windows, selection_report
 from ml.calibrate import confidence_threshold, gamma_threshold
 from ml.classifier import ClassifierConfig, fit_classifier, predict_probs
-from ml.dataset import scan_tree
-from ml.export import export_onnx, to_onnx
+from ml.dataset import Item, scan_tree
+from ml.export import to_onnx
 from ml.metrics import binary_auc
-from ml.splits import group_split
+from ml.modelcard import save_with_card
+from ml.splits import Split, SplitError, plan_split
 from ml.windows import WindowSet, describe, load_windows
 
 __all__ = ["TrainOptions", "TrainResult", "TrainError", "train"]
@@ -63,6 +64,18 @@ class TrainOptions:
     channel: int | None = None
     confidence_keep: float = 0.95
     dataset_note: str = ""
+    #: what a split group is: ``machine`` (the second folder) or ``recording``
+    split_by: str = "machine"
+    #: validation groups named by the user (instead of chosen)
+    val_groups: list[str] | None = None
+    #: a separate validation tree (threshold, method choice, early stopping); needed with val_fraction 0
+    val_data: Path | None = None
+    #: a separate test tree, evaluated with the exported model after training (card metrics.test)
+    test_data: Path | None = None
+    #: CSV/NPY sensor series (and low-rate WAVs) are admitted
+    sensor: bool = False
+    #: sources slower than the front end's rate are used (else skipped with a reason)
+    allow_upsampling: bool = False
     #: anomaly: add the ``embedding`` output and the card's ``learning`` block (on-site learning)
     embedding: bool = True
     #: the on-site learner the card recommends (``audioclassifier.learning`` methods)
@@ -248,44 +261,120 @@ def _classifier(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions, 
     return model, info
 
 
-def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult:
-    """Run a whole training: see the module docstring. Writes ``o.out`` and returns what it made."""
-    t_start = time.perf_counter()
+def _scan(root: Path, what: str, sensor: bool) -> list[Item]:
+    try:
+        items = scan_tree(root, sensor=sensor)
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrainError(f"{what}: {exc}") from exc
+    if not items:
+        raise TrainError(f"{root}: no audio or sensor files found ({what})")
+    return items
+
+
+def _check_options(o: TrainOptions) -> None:
     if o.kind not in ("anomaly", "classifier"):
         raise TrainError(f"--kind must be anomaly or classifier, got {o.kind!r}")
+    if not 0 <= o.val_fraction < 1:
+        raise TrainError(f"--val-fraction must be in [0, 1), got {o.val_fraction:g}")
+    if o.val_data is not None and o.val_groups:
+        raise TrainError("--val-groups and --val-data exclude each other: name validation groups or a validation set")
+    if o.val_fraction == 0 and o.val_data is None:
+        raise TrainError("--val-fraction 0 trains on every file: name the set the threshold, method choice and "
+                         "early stopping come from with --val-data DIR")
+    out = Path(o.out)
+    if out.is_dir():
+        raise TrainError(f"--out {out}: is a folder; give the ONNX file to write")
+    parent = next((p for p in (out.parent, *out.parent.parents) if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise TrainError(f"--out {out}: {parent} is not a folder")
+
+
+def _check_labels(o: TrainOptions, labels_all: list[str], other: list[Item], what: str) -> None:
+    """A validation or test tree must speak the training tree's labels."""
+    got = sorted({it.label for it in other})
+    if o.kind == "anomaly":
+        if o.normal_label not in got and what == "--val-data":
+            raise TrainError(f"{what}: no '{o.normal_label}' folder (labels found: {', '.join(got)}); the threshold "
+                             "needs normal validation files")
+        return
+    new = [lab for lab in got if lab not in labels_all]
+    if new:
+        raise TrainError(f"{what}: labels {', '.join(new)} are not among the training labels {', '.join(labels_all)}")
+
+
+def _split(o: TrainOptions, items: list[Item], val_paths: set[Path]) -> Split:
+    """The file indices of both sides: a named validation tree, or a planned split of the tree."""
+    if val_paths:
+        is_val = np.array([it.path in val_paths for it in items], dtype=bool)
+        idx = np.arange(len(items))
+        tr, va = idx[~is_val], idx[is_val]
+        g_tr = sorted({items[i].group for i in tr})
+        g_va = sorted({items[i].group for i in va})
+        if len(tr) == 0 or len(va) == 0:
+            raise TrainError("no readable training or validation files left")
+        shared = sorted(set(g_tr) & set(g_va))
+        notes = [f"groups {', '.join(shared)} are in both the training and the validation tree"] if shared else []
+        return Split(tr, va, "tree", g_tr, g_va, f"validation tree {o.val_data}, trained on every file of "
+                     f"{o.data}", notes)
+    labels = [it.label for it in items]
+    required = [o.normal_label] if o.kind == "anomaly" else None
+    need_val = [o.normal_label] if o.kind == "anomaly" else []
+    try:
+        return plan_split(labels, [it.group for it in items], val_fraction=o.val_fraction, seed=o.seed, by=o.split_by,
+                          val_groups=o.val_groups, required=required, need_in_val=need_val)
+    except SplitError as exc:
+        raise TrainError(str(exc)) from None
+
+
+def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult:
+    """Run a whole training: see the module docstring. Writes ``o.out`` and returns what it made.
+
+    Every refusal (:class:`TrainError`) comes before ``o.out`` is touched; the model is written
+    atomically, so a failure leaves the previous file as it was.
+    """
+    t_start = time.perf_counter()
+    _check_options(o)
     torch.manual_seed(o.seed)
     np.random.seed(o.seed)
     data = Path(o.data)
-    try:
-        items = scan_tree(data)
-    except (FileNotFoundError, ValueError) as exc:
-        raise TrainError(str(exc)) from exc
-    if not items:
-        raise TrainError(f"{data}: no .wav/.flac files found")
+    items = _scan(data, "--data", o.sensor)
     labels_all = sorted({it.label for it in items})
     if o.normal_label not in labels_all:
         raise TrainError(f"{data}: no '{o.normal_label}' folder (labels found: {', '.join(labels_all)}); "
                          "use --normal-label to name the normal class")
+    if o.kind != "anomaly" and len(labels_all) < 2:
+        raise TrainError(f"{data}: a {o.kind} needs at least two labels, found only '{labels_all[0]}'; "
+                         "train an anomaly model (--kind anomaly) on one label")
+    val_items = _scan(Path(o.val_data), "--val-data", o.sensor) if o.val_data is not None else []
+    if val_items:
+        _check_labels(o, labels_all, val_items, "--val-data")
+    test_items = _scan(Path(o.test_data), "--test-data", o.sensor) if o.test_data is not None else []
+    if test_items:
+        _check_labels(o, labels_all, test_items, "--test-data")
+    val_paths = {it.path for it in val_items}
+    if not val_paths:
+        _split(o, items, val_paths)  # refuse a split that cannot work before any audio is read
     say(f"scanning {data}: {len(items)} files, labels {dict(Counter(it.label for it in items))}")
-    ws = load_windows(items, params=o.params, window_seconds=o.window_seconds,
-                      hop_seconds=o.hop_seconds, channel=o.channel)
+    ws = load_windows(items + [it for it in val_items if it.path not in {i.path for i in items}], params=o.params,
+                      window_seconds=o.window_seconds, hop_seconds=o.hop_seconds, channel=o.channel,
+                      sensor=o.sensor, allow_upsampling=o.allow_upsampling)
     for path, reason in ws.failed.items():
         say(f"skipped {path}: {reason}")
     if not ws.items:
         raise TrainError(f"{data}: none of the {len(items)} files could be read")
+    kept_labels = sorted({it.label for it in ws.items if it.path not in val_paths})
+    if o.kind != "anomaly" and kept_labels != labels_all:
+        lost = sorted(set(labels_all) - set(kept_labels))
+        raise TrainError(f"no readable training file of {', '.join(lost)} (see the skipped files)")
     say(f"features: {describe(ws)} of {ws.x.shape[1]}x{ws.x.shape[2]} log-mel")
-    file_labels = [it.label for it in ws.items]
-    file_groups = [it.group for it in ws.items]
-    try:
-        tr, va = group_split(file_labels, file_groups, val_fraction=o.val_fraction, seed=o.seed)
-    except ValueError as exc:
-        raise TrainError(str(exc)) from exc
-    g_tr = sorted({file_groups[i] for i in tr})
-    g_va = sorted({file_groups[i] for i in va})
-    split_by = "machine" if len(set(file_groups)) > 1 else "recording"
-    say(f"split by {split_by}: train {len(tr)} files ({len(g_tr)} groups), validation {len(va)} files "
+    sp = _split(o, ws.items, val_paths)
+    tr, va = sp.train, sp.val
+    g_tr, g_va = sp.train_groups, sp.val_groups
+    say(f"split by {sp.by}: train {len(tr)} files ({len(g_tr)} groups), validation {len(va)} files "
         f"({len(g_va)} groups: {', '.join(g_va[:8])}{' ...' if len(g_va) > 8 else ''})")
-    assert not set(g_tr) & set(g_va) or split_by == "recording"
+    for note in sp.warnings:
+        say(f"NOTE: {note}")
+        log.warning("%s", note)
 
     if o.kind == "anomaly":
         labels = [o.normal_label, "anomaly"]
@@ -303,13 +392,15 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
         model, info = _classifier(ws, tr, va, o, labels, say)
         threshold = 0.5
         threshold_method = "fixed: alert when 1 - p(normal) > 0.5 (the normal class is not the most likely)"
-        extra = {"method": "stats+cnn", "confidence_threshold": info["confidence_threshold"],
+        extra = {"method": info["method"], "confidence_threshold": info["confidence_threshold"],
                  "confidence_method": f"{o.confidence_keep:.0%} of correctly classified validation windows reach it; "
                                       "below it the decision is 'unknown'"}
         context = 1
+    extra["channels"] = channels_block(o.channel, ws, o.sensor)
     seconds = time.perf_counter() - t_start
     frames = ws.x.shape[2]
-    proto = to_onnx(model, kind=o.kind, n_mels=o.params.n_mels, frames=frames, embedding="learning" in extra)
+    card_kind = "anomaly" if o.kind == "anomaly" else "classifier"
+    proto = to_onnx(model, kind=card_kind, n_mels=o.params.n_mels, frames=frames, embedding="learning" in extra)
     trained = {
         "dataset": o.dataset_note or describe_dataset(data, ws),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -317,7 +408,8 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
         "seed": o.seed,
         "method": info["method"],
         "selection": info.get("selection", "validation balanced accuracy per epoch (early stopping)"),
-        "split": f"by {split_by}, validation fraction {o.val_fraction:g}: train groups {g_tr}, validation groups {g_va}",
+        "split": sp.describe(),
+        "split_notes": list(sp.warnings),
         "files": {"train": len(tr), "validation": len(va), "failed": len(ws.failed)},
         "windows": int(len(ws.x)),
         "hop_seconds": o.hop_seconds if o.hop_seconds is not None else o.window_seconds / 2,
@@ -325,19 +417,61 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
     }
     if o.kind == "anomaly":
         trained["candidates"] = {k: dict(v) for k, v in info["candidates"].items()}
-    else:
+    elif "history" in info:
         trained["epochs"] = len(info["history"])
-    metrics = {**info["metrics"], "on": "validation windows of held-out groups",
+        trained["history"] = [{k: round(float(v), 4) for k, v in rec.items()} for rec in info["history"]]
+    if "grid" in info:
+        trained["grid"] = info["grid"]
+    metrics = {**info["metrics"], "on": "validation windows of held-out groups" if o.val_data is None
+               else f"validation windows of {o.val_data}",
                "pauc_definition": "sklearn roc_auc_score max_fpr=0.1 (McClish-standardised)"}
     card = ModelCard(
-        kind=o.kind, labels=tuple(labels), features=o.params, window_seconds=o.window_seconds, threshold=float(threshold),
-        normal_label=o.normal_label, context_frames=context,
+        kind=card_kind, labels=tuple(labels), features=o.params, window_seconds=o.window_seconds,
+        threshold=float(threshold), normal_label=o.normal_label, context_frames=context,
         normalization={"where": "inside the ONNX graph", "fitted_on": "training windows"},
         threshold_method=threshold_method, version=_version(o.kind, proto.SerializeToString()),
         trained=trained, metrics=metrics, extra=extra,
     )
-    path = export_onnx(model, card, o.out)
+    try:
+        path = save_with_card(proto, card, o.out)
+    except CardError as exc:
+        raise TrainError(str(exc)) from exc
     say(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB), version {card.version}, threshold {threshold:.4g} "
         f"({threshold_method}); validation: " + ", ".join(f"{k} {v}" for k, v in info["metrics"].items())
         + f"; {seconds:.0f} s")
+    if info.get("history"):
+        from ml.plots import save_training_curves_png
+
+        curves = path.with_name(path.stem + "-curves.png")
+        save_training_curves_png(info["history"], curves, title=f"{o.kind} {card.version}")
+        say(f"training curves: {curves}")
+    if test_items:
+        card = _test(o, path, proto, card, say)
     return TrainResult(path, card, model, seconds, info.get("candidates", {}))
+
+
+def channels_block(channel: int | None, ws: WindowSet, sensor: bool) -> dict[str, Any]:
+    """The card's ``channels``: how the training audio was reduced to one signal."""
+    counts = sorted(set(ws.channels.values())) if ws.channels else []
+    block: dict[str, Any] = {"mix": "mean" if channel is None else "channel", "trained_channels": counts[-1] if
+                             len(counts) == 1 else counts}
+    if channel is not None:
+        block["channel"] = channel
+    if sensor:
+        block["input"] = "sensor"
+    return block
+
+
+def _test(o: TrainOptions, path: Path, proto: Any, card: ModelCard, say: Callable[[str], None]) -> ModelCard:
+    """Evaluate the exported model on ``--test-data``; the card's ``metrics.test`` gets the figures."""
+    from ml.evaluate import evaluate, format_table
+
+    report = path.with_name(path.stem + "-test")
+    ev = evaluate(path, o.test_data, report, channel=o.channel, plots=True)
+    say(f"test set {o.test_data}: {ev.n_files} files, {ev.n_windows} windows")
+    say(format_table(ev.metrics))
+    test = {level: {k: ev.metrics[level][k] for k in ("auc", "pauc", "accuracy")} for level in ("window", "file")}
+    metrics = {**card.metrics, "test": {**test, "on": str(o.test_data), "report": str(report)}}
+    card = ModelCard(**{**card.__dict__, "metrics": metrics})
+    save_with_card(proto, card, path)
+    return card

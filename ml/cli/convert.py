@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     p.add_argument("--no-png", action="store_true", help="write only the .npy arrays")
     p.add_argument("--channel", type=int, default=None, help="0-based channel to use (default: mix down)")
+    p.add_argument("--sensor", action="store_true", help="also convert CSV/NPY sensor series (and low-rate WAVs)")
     add_frontend_options(p)
     return p
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         report = convert_tree(args.input, args.output, params=params, jobs=args.jobs,
-                              png=not args.no_png, channel=args.channel)
+                              png=not args.no_png, channel=args.channel, sensor=args.sensor)
     except FileNotFoundError as exc:
         print(f"convert: {exc}")
         return 2

@@ -21,7 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="labelled tree ROOT/<label>/...")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: <model stem>-report next to the model)")
     p.add_argument("--hop-seconds", type=float, default=None, help="hop between windows (default: half a window)")
-    p.add_argument("--channel", type=int, default=None, help="0-based channel (default: mix down)")
+    p.add_argument("--channel", type=int, default=None,
+                   help="0-based channel (default: the card's channel handling; mix down for old cards)")
+    p.add_argument("--allow-upsampling", action="store_true",
+                   help="score sources slower than the model's rate (by default they are skipped with a reason)")
     p.add_argument("--no-plots", action="store_true", help="write metrics.json and scores.csv only")
     return p
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.model.with_name(args.model.stem + "-report")
     try:
         ev = evaluate(args.model, args.data, out, hop_seconds=args.hop_seconds, channel=args.channel,
-                      plots=not args.no_plots)
+                      plots=not args.no_plots, allow_upsampling=args.allow_upsampling)
     except (CardError, FileNotFoundError, ValueError) as exc:
         print(f"evaluate: {exc}")
         return 2

@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "2 on bad data or options.",
     )
     p.add_argument("--data", required=True, type=Path, help="dataset tree ROOT/<label>/[<machine>/]*.wav")
-    p.add_argument("--kind", required=True, choices=("anomaly", "classifier"))
+    p.add_argument("--kind", required=True, choices=("anomaly", "classifier"),
+                   help="anomaly: learns normal only; classifier: statistics + CNN")
     p.add_argument("--out", required=True, type=Path, help="ONNX file to write")
     p.add_argument("--seed", type=int, default=0, help="random seed: same data + seed = same model (default 0)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs of the networks (early stopping may end sooner)")
@@ -34,7 +35,24 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=99.5,
                    help="anomaly threshold: percentile of the gamma fitted to normal validation scores (default "
                    "99.5: a module scoring a window every second should rarely alert on a healthy machine)")
-    p.add_argument("--val-fraction", type=float, default=0.25, help="share of machines held out for validation")
+    p.add_argument("--val-fraction", type=float, default=0.25,
+                   help="share of machines held out for validation (default 0.25); the split never leaves a label "
+                   "without training files and refuses when it must. 0: train on every file (needs --val-data)")
+    p.add_argument("--split-by", choices=("machine", "recording"), default="machine",
+                   help="what the split keeps apart: machine folders (default; validation = unseen machines) or "
+                   "single recordings (validation hears machines it trained on)")
+    p.add_argument("--val-groups", default=None,
+                   help="comma-separated validation groups (machine folders, e.g. M2,M3) instead of a chosen split")
+    p.add_argument("--val-data", type=Path, default=None,
+                   help="a separate validation tree (threshold, method choice, early stopping, unknown cut)")
+    p.add_argument("--test-data", type=Path, default=None,
+                   help="a separate test tree: evaluated with the exported model after training "
+                   "(report <out stem>-test/, card metrics.test)")
+    p.add_argument("--sensor", action="store_true",
+                   help="sensor time series: read CSV/NPY files (rows = samples, columns = axes; rate from a "
+                   "sensor.json sidecar {\"sample_rate\": N} or --sample-rate) and low-rate WAVs")
+    p.add_argument("--allow-upsampling", action="store_true",
+                   help="use sources slower than --sample-rate (upsampled; by default they are skipped)")
     p.add_argument("--normal-label", default="normal", help="folder name of the normal class (default normal)")
     p.add_argument("--channel", type=int, default=None, help="0-based channel to use (default: mix down)")
     p.add_argument("--dataset-note", default="", help="text for the card's trained.dataset (default: described from DATA)")
@@ -59,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.window_seconds > 0 or (args.hop_seconds is not None and not args.hop_seconds > 0):
         print("train: --window-seconds and --hop-seconds must be > 0")
         return 2
+    if not 0 <= args.val_fraction < 1:
+        print(f"train: --val-fraction must be in [0, 1), got {args.val_fraction:g}")
+        return 2
     if args.epochs is not None and args.epochs < 1:
         print("train: --epochs must be >= 1")
         return 2
@@ -67,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
                         window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, method=args.method,
                         val_fraction=args.val_fraction, percentile=args.percentile, params=params,
                         normal_label=args.normal_label, channel=args.channel, dataset_note=args.dataset_note,
-                        embedding=not args.no_embedding)
+                        embedding=not args.no_embedding, split_by=args.split_by,
+                        val_groups=[g.strip() for g in args.val_groups.split(",") if g.strip()] if args.val_groups else None,
+                        val_data=args.val_data, test_data=args.test_data, sensor=args.sensor,
+                        allow_upsampling=args.allow_upsampling)
     opts.classifier.augment = args.augment
     try:
         train(opts, say=lambda s: print(s, flush=True))

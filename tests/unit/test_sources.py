@@ -183,3 +183,16 @@ def test_the_ring_holds_the_newest_samples_by_number() -> None:
     stereo = AudioRing(4, channels=2)
     stereo.write(np.ones((6, 2), dtype=np.float32))
     assert stereo.get(0, 10).shape == (4, 2)
+
+
+def test_a_file_shorter_than_a_window_is_warned_as_unscorable(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    d = tmp_path / "clips"
+    d.mkdir()
+    for name, n in (("a_short.wav", SR // 2), ("b_long.wav", SR * 3)):
+        sf.write(d / name, np.full(n, 0.1, np.float32), SR)
+    src = FileSource(d, sample_rate=SR, speed=None, window_seconds=2.0)
+    with caplog.at_level("WARNING", logger="audioclassifier.sources"):
+        list(src.chunks())
+    assert src.files_short == 1
+    assert any("a_short.wav" in r.message and "cannot be scored" in r.message for r in caplog.records)
+    assert not any("b_long.wav" in r.message for r in caplog.records)

@@ -17,7 +17,7 @@ from audioclassifier.card import read_card
 from harness.trees import PARAMS, WINDOW, make_tree
 from ml.calibrate import confidence_threshold, gamma_threshold
 from ml.evaluate import evaluate
-from ml.splits import group_split
+from ml.splits import SplitError, group_split
 from ml.train import TrainError, TrainOptions, train
 
 torch.set_num_threads(1)
@@ -100,7 +100,12 @@ def test_confidence_threshold_keeps_the_requested_share_of_correct_windows() -> 
        st.integers(0, 1000))
 def test_groups_never_leak_across_the_split(groups: list[str], seed: int) -> None:
     labels = ["normal" if i % 3 else "bearing" for i in range(len(groups))]
-    tr, va = group_split(labels, groups, seed=seed)
+    try:
+        tr, va = group_split(labels, groups, seed=seed)
+    except SplitError as exc:  # refused only when no group split keeps every label in training
+        assert "keeps every label in training" in str(exc)
+        return
+    assert set(labels) == {labels[i] for i in tr}  # no label dropped from training
     assert len(tr) and len(va)
     assert set(tr).isdisjoint(va) and len(tr) + len(va) == len(groups)
     if len(set(groups)) > 1:

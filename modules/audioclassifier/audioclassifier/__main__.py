@@ -44,15 +44,19 @@ def _self_test(config: Config) -> int:
     return 0 if report["ok"] else 1
 
 
-def _source(config: Config, sample_rate: int) -> Any:
+def _source(config: Config, card: Any) -> Any:
+    sample_rate = card.features.sample_rate
+    channel = config.channel if config.channel is not None else card.channel  # the card's training channel
     if config.source == "mic":
         from audioclassifier.mic import MicSource
 
+        channel = channel if config.channel is not None or (channel or 0) < (config.channels or 1) else None
         return MicSource(sample_rate=sample_rate, device=config.mic_device, capture_rate=config.sample_rate,
-                         channels=config.channels, channel=config.channel, dead_seconds=config.no_audio_seconds)
+                         channels=config.channels, channel=channel, dead_seconds=config.no_audio_seconds)
     from audioclassifier.sources import FileSource, parse_speed
 
-    return FileSource(config.source, sample_rate=sample_rate, channel=config.channel, speed=parse_speed(config.speed))
+    return FileSource(config.source, sample_rate=sample_rate, channel=channel, speed=parse_speed(config.speed),
+                      window_seconds=card.window_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     try:
-        source = _source(config, model.card.features.sample_rate)
+        source = _source(config, model.card)
     except (SourceError, ValueError) as exc:
         log.error("source %s: %s", config.source, exc)
         return 2

@@ -134,9 +134,10 @@ def _check_not_truncated(f: sf.SoundFile, p: Path) -> None:
             )
 
 
-def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
-    """Header facts of an audio file (raises :class:`AudioFileError` if unusable)."""
-    with _open(path) as f:
+def audio_info(path: str | os.PathLike[str], *, sensor: bool = False) -> AudioInfo:
+    """Header facts of an audio file (raises :class:`AudioFileError` if unusable); ``sensor``
+    admits low rates."""
+    with _open(path, sensor=sensor) as f:
         return AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype)
 
 

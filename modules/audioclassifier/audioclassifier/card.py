@@ -13,6 +13,10 @@ Optional, additive: ``"learning": {"supported": true, "embedding": "embedding", 
 window features a per-machine normal model can be fitted on (:mod:`audioclassifier.learning`).
 Cards without it load as before (:attr:`ModelCard.learning` is then None).
 
+Optional, additive: ``"channels": {"mix": "mean" | "channel", "channel": k, "trained_channels": n}``
+records how training reduced channels (or a sensor's axes) to one signal; the module and ``ml``
+apply it when no channel is asked for. Cards without it mean ``{"mix": "mean"}``.
+
 Reading uses onnxruntime (a runtime dependency); writing uses ``onnx`` and lives in ``ml``.
 """
 
@@ -127,6 +131,7 @@ class ModelCard:
         threshold = _num(d, "threshold", source=source)
         assert threshold is not None
         _check_learning(d.get("learning"), source=source)
+        _check_channels(d.get("channels"), source=source)
         known = {"schema", "kind", "labels", "normal_label", "features", "threshold", "threshold_method",
                  "trained", "metrics", "version"}
         return cls(
@@ -184,6 +189,14 @@ class ModelCard:
         block = self.extra.get("learning")
         return block if isinstance(block, Mapping) and block.get("supported") is True else None
 
+    @property
+    def channel(self) -> int | None:
+        """The channel the model was trained on (``channels.mix == "channel"``), else None (mixed down)."""
+        block = self.extra.get("channels")
+        if isinstance(block, Mapping) and block.get("mix") == "channel":
+            return int(block["channel"])
+        return None
+
     def summary(self) -> dict[str, Any]:
         """The short form for status and reported properties."""
         return {"kind": self.kind, "version": self.version, "labels": list(self.labels),
@@ -206,11 +219,23 @@ def _check_learning(block: Any, *, source: str) -> None:
         raise CardError(source, f"model card 'learning.dim' must be a positive integer, got {dim!r}")
 
 
+def _check_channels(block: Any, *, source: str) -> None:
+    """The optional ``channels`` block: absent, or how the training signal was made."""
+    if block is None:
+        return
+    if not isinstance(block, Mapping) or block.get("mix") not in ("mean", "channel"):
+        raise CardError(source, "model card 'channels' must be an object with 'mix' \"mean\" or \"channel\"")
+    ch = block.get("channel")
+    if block["mix"] == "channel" and (isinstance(ch, bool) or not isinstance(ch, int) or ch < 0):
+        raise CardError(source, f"model card 'channels.channel' must be a channel index >= 0, got {ch!r}")
+
+
 def card_from_metadata(meta: Mapping[str, str], *, source: str = "") -> ModelCard:
     """The card from an ONNX model's metadata_props mapping (as runtimes expose it)."""
     if CARD_KEY not in meta:
         raise CardError(source, f"model has no Auscult model card (metadata key {CARD_KEY!r}); "
-                                "export it with `python -m ml train` or `python -m ml export`")
+                                "a model from elsewhere needs the Auscult input/output contract and a card: train it with "
+                                "`python -m ml train` (`ml export` only re-exports a model that already has a card)")
     return ModelCard.from_json(meta[CARD_KEY], source=source)
 
 

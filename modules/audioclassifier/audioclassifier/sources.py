@@ -117,6 +117,7 @@ class FileSource:
         speed: float | None = 1.0,
         block_seconds: float | None = None,
         start_time: float | None = None,
+        window_seconds: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.files = audio_files(self.path)
@@ -133,6 +134,8 @@ class FileSource:
         # Paced replay behaves like a microphone (short blocks); fast replay reads big blocks.
         self.block_seconds = block_seconds or (0.1 if speed is not None else 1.0)
         self.start_time = start_time
+        self.window_seconds = window_seconds  # a file shorter than this cannot be scored: warned
+        self.files_short = 0
         self.name = str(self.path)
         self.state = "running"
         self.overflows = 0
@@ -156,6 +159,7 @@ class FileSource:
                 info = audio_info(f)
                 block = max(1, int(round(self.block_seconds * info.sample_rate)))
                 first = True
+                got = 0
                 for y in iter_blocks(f, block_frames=block, sample_rate=self.sample_rate, channel=self.channel):
                     if self._stop.is_set():
                         return
@@ -165,7 +169,12 @@ class FileSource:
                     yield Chunk(y, t0 + offset, offset, discontinuity=first and i > 0, name=f.name)
                     first = False
                     produced += y.shape[0]
+                    got += y.shape[0]
                 self.files_done += 1
+                if self.window_seconds and got < self.window_seconds * self.sample_rate:
+                    self.files_short += 1
+                    log.warning("%s: %.3g s is shorter than one model window (%g s): it cannot be scored (no window "
+                                "of it is analysed)", f, got / self.sample_rate, self.window_seconds)
             except AudioFileError as exc:
                 self.files_failed += 1
                 self.last_error = str(exc)
