@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from audioclassifier.card import read_card
+from harness.trees import PARAMS, WINDOW, make_tree
 from ml.__main__ import main
 from ml.dataset import scan_tree
 from ml.splits import SplitError, plan_split
 from ml.train import TrainError, TrainOptions, train
-from ml_tiny import PARAMS, WINDOW, make_tree
 
 torch.set_num_threads(1)
 
