@@ -145,7 +145,7 @@ def synth(out: Path, seconds: int, *, fault_start: int | None = None) -> Path:
     return out
 
 
-def run_module(source: Path, out: Path, *extra: str) -> tuple[list[dict], str]:
+def replay(source: Path, out: Path, *extra: str) -> tuple[list[dict], str]:
     r = run_module("--source", str(source), "--speed", "max", "--local-out", str(out), "--backend", "onnxruntime",
                    *extra, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -160,18 +160,18 @@ def test_learn_then_monitor_end_to_end_in_local_mode(tmp_path: Path) -> None:
     healthy = synth(tmp_path / "healthy.wav", 70)
     faulty = synth(tmp_path / "faulty.wav", 150, fault_start=90)
     out = tmp_path / "out"
-    alerts, log = run_module(healthy, out, "--learn-seconds", "60")
+    alerts, log = replay(healthy, out, "--learn-seconds", "60")
     assert "on-site learning done" in log and all(a["audio_offset_seconds"] >= 60 for a in alerts)
     saved = out / "learned" / "machine.npz"
     assert saved.is_file()
     before = saved.read_bytes()
 
-    alerts, log = run_module(faulty, out, "--learn-seconds", "60")
+    alerts, log = replay(faulty, out, "--learn-seconds", "60")
     assert "learned state for machine loaded" in log and "learning 60 s" not in log
     offsets = [a["audio_offset_seconds"] for a in alerts]
     assert offsets and min(offsets) >= 90 and min(offsets) < 130, offsets
     assert saved.read_bytes() == before
 
-    alerts, log = run_module(healthy, out, "--learn-seconds", "30", "--relearn")
+    alerts, log = replay(healthy, out, "--learn-seconds", "30", "--relearn")
     assert "learning 30 s" in log and "on-site learning done" in log
     assert saved.read_bytes() != before

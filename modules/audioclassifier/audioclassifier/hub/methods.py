@@ -49,8 +49,10 @@ def parse_payload(payload: Any) -> dict[str, Any]:
     own parsing is: :mod:`.sdkjson`). ValueError with a short reason otherwise."""
     if payload is None:
         return {}
-    if isinstance(payload, str):
+    if isinstance(payload, str):  # a JSON string the SDK decoded: it may hold a JSON object
         payload = sdkjson.loads(payload) if payload.strip() else {}
+        if isinstance(payload, dict) and "not JSON" in str(payload.get(sdkjson.REFUSED, "")):
+            raise ValueError("payload must be a JSON object, got str")
     if isinstance(payload, dict) and sdkjson.REFUSED in payload:
         raise ValueError(str(payload[sdkjson.REFUSED]))
     if not isinstance(payload, dict):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "REFUSED", "install", "loads", "nesting_depth"]
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 
 #: Deepest nesting accepted (arrays and objects); IoT Hub twins allow 10 levels, methods less.
 MAX_DEPTH = 32
-#: Largest payload parsed (IoT Hub caps method payloads at 128 KB).
-MAX_BYTES = 256 * 1024
+#: Largest document parsed (IoT Hub caps method payloads at 128 KB and twins at 32 KB; parsing a
+#: few MB is cheap, deep nesting is what breaks the parser).
+MAX_BYTES = 4 * 2**20
 #: The key of the marker object returned in place of a refused document.
 REFUSED = "$auscult_refused"
 
@@ -61,14 +63,23 @@ class _BoundedJson:
     def loads(s: str | bytes, **kw: Any) -> Any:
         text = s.decode("utf-8", errors="replace") if isinstance(s, (bytes, bytearray)) else s
         if len(text) > MAX_BYTES:
-            return {REFUSED: f"payload of {len(text)} bytes is larger than {MAX_BYTES}"}
+            return _refused(text, f"payload of {len(text)} bytes is larger than {MAX_BYTES}")
         depth = nesting_depth(text)
         if depth > MAX_DEPTH:
-            return {REFUSED: f"payload nested {depth} levels deep (at most {MAX_DEPTH})"}
+            return _refused(text, f"payload nested {depth} levels deep (at most {MAX_DEPTH})")
         try:
             return json.loads(text, **kw)
         except (ValueError, RecursionError) as exc:
-            return {REFUSED: f"payload is not JSON ({type(exc).__name__})"}
+            return _refused(text, f"payload is not JSON ({type(exc).__name__})")
+
+
+def _refused(text: str, reason: str) -> dict[str, Any]:
+    """The marker for a refused document; a twin patch's ``$version`` is kept (the SDK needs it)."""
+    out: dict[str, Any] = {REFUSED: reason}
+    found = re.findall(r'"\$version"\s*:\s*(\d+)', text[-4096:])
+    if found:
+        out["$version"] = int(found[-1])
+    return out
 
 
 loads = _BoundedJson.loads

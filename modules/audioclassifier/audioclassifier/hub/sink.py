@@ -58,6 +58,7 @@ class OutboxSink:
 
     def flush(self) -> bool:
         """Store what waits in memory, in order; True when nothing is left waiting."""
+        made_room = False
         while self._waiting:
             out, msg = self._waiting[0]
             try:
@@ -67,6 +68,10 @@ class OutboxSink:
                 self._failed(f"dropped a {out} message the outbox refuses: {exc}")
                 continue
             except OutboxError as exc:  # the disk or the database: it may come back; keep it (and what follows) in order
+                if not made_room:  # clips are what fills a spool's disk: keep its reserve free, and try again
+                    made_room = True
+                    if self.spool.enforce_quota():
+                        continue
                 self._failed(f"could not store a {out} message yet ({len(self._waiting)} waiting in memory): {exc}")
                 self._bound()
                 return False
@@ -79,6 +84,7 @@ class OutboxSink:
                 log.info("alert %s: %s score %.3f (clip %s)", entry.seq, msg.get("label"),
                          float(msg.get("score") or 0.0), msg.get("clip"))
             if msg.get("clip"):
+                self.spool.enforce_quota()  # the clip just written may have taken the disk's reserve
                 self.wake_uploader()
         self.wake_sender()
         return True
