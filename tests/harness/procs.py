@@ -4,6 +4,7 @@ and a small disk that fills up."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import time
@@ -55,6 +56,16 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):  # type
     if not value:
         raise AssertionError(f"{what} not reached in {timeout:g} s")
     return value
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 30.0) -> tuple[str, str]:  # type: ignore[type-arg]
+    """SIGTERM ``proc`` (a graceful stop) and return what it printed; killed if it does not end."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:

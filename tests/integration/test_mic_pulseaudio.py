@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from audioclassifier.settings import Settings
 from audioclassifier.sinks import LocalSink
 from harness.audio import PulseMic, pulse_mic, tone  # noqa: F401 - pulse_mic is a fixture
 from harness.models import make_model
-from harness.procs import wait_for
+from harness.procs import terminate, wait_for
 
 SR = 16000
 
@@ -42,11 +41,8 @@ def test_module_listens_to_the_microphone(pulse_mic: PulseMic, tmp_path: Path) -
     try:
         wait_for(lambda: wlog.exists() and len(wlog.read_text().splitlines()) >= 3 or p.poll() is not None,
                  what="three windows from the microphone")
-        p.send_signal(signal.SIGTERM)
-        stdout, stderr = p.communicate(timeout=20)
     finally:
-        if p.poll() is None:
-            p.kill()
+        stdout, stderr = terminate(p, timeout=20)
     assert p.returncode == 0, stderr
     windows = [json.loads(x) for x in wlog.read_text().splitlines()]
     assert len(windows) >= 3, stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from audioclassifier.features import logmel
 from harness.audio import tone
 from harness.models import make_model
 from harness.module import run_module
+from harness.procs import terminate
 
 SR = 16000
 ALERT_FIELDS = {"type", "machine", "label", "score", "threshold", "window_start", "window_end",
@@ -144,11 +144,8 @@ def test_sigterm_stops_cleanly_and_flushes(story: dict, tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while "first score" not in "".join(_read_available(p)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=30)
     finally:
-        if p.poll() is None:
-            p.kill()
+        _, err = terminate(p)
     assert p.returncode == 0, err
     assert "SIGTERM: finishing" in err
     telemetry = jsonl(out / "telemetry.jsonl")
