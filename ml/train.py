@@ -206,7 +206,8 @@ def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
     info["threshold_warning"] = warning
     info["selection"] = ("mean pAUC (max FPR 0.1) of held-out groups' normal windows, also shifted in speed "
                          "(+-6 %) and gain (+-10 dB), against generated anomalies (" + ", ".join(
-                             ("tone", "tilt", "impulses", "band noise", "modulation")) + ")"
+                             ("tone", "tilt", "impulses", "band noise", "modulation")) + "; fault-family pseudo-anomalies (shaft "
+                         "harmonics, resonance, shelf) reported, not in the key)"
                          + (" and, half-weighted, the real abnormal validation windows" if y_va.any() else "")
                          if len(names) > 1 else f"fixed by --method {o.method}")
     if y_va.any() and (~y_va).any():

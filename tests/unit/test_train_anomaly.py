@@ -188,3 +188,50 @@ def test_window_statistics_describe_the_window_relative_to_itself() -> None:
     assert bool((stats.raw(y)[:, 5:] > f[:, 5:] + 1.0).all())
     with pytest.raises(ValueError, match="parts"):
         LogMelStats(32, parts=("mean", "nope"))
+
+
+@pytest.mark.parametrize("kind", ["harmonics", "resonance", "shelf"])
+def test_fault_family_pseudo_anomalies_change_what_the_fault_changes(kind: str) -> None:
+    from audioclassifier.features import mel_frequencies
+    from ml.anomaly import FAULT_KINDS, pseudo_anomalies
+
+    assert kind in FAULT_KINDS
+    rng = np.random.default_rng(0)
+    x = rng.normal(-50.0, 2.0, (16, 64, 20)).astype(np.float32)
+    y = pseudo_anomalies(x, kind, np.random.default_rng(1), sample_rate=16000)
+    assert y.shape == x.shape and y.dtype == np.float32
+    np.testing.assert_array_equal(y, pseudo_anomalies(x, kind, np.random.default_rng(1), sample_rate=16000))
+    d = (y - x).astype(np.float64)
+    hz = mel_frequencies(n_mels=66, fmin=0.0, fmax=8000.0)[1:-1]
+    assert d.max() > 1.0  # some are strong
+    if kind == "harmonics":  # added shaft tones: nothing drops, only bands below 6 x 60 Hz (and the next) move
+        assert d.min() > -1e-4
+        assert np.abs(d[:, hz > 500.0]).max() < 1e-4
+    elif kind == "resonance":  # a ringing resonance: nothing drops, the strongest rise is between 0.5 and 8 kHz
+        assert d.min() > -1e-4
+        peak = hz[d.mean(axis=2).argmax(axis=1)]
+        assert ((peak > 500.0) & (peak <= 8000.0)).all()
+    else:  # a steady step up above a corner frequency: constant in time, never lower above than below
+        np.testing.assert_allclose(d, d[:, :, :1].repeat(d.shape[2], axis=2), atol=1e-4)
+        per_band = d[:, :, 0]
+        assert (np.diff(per_band, axis=1) > -1e-4).all()
+
+
+def test_unknown_pseudo_anomaly_is_refused() -> None:
+    from ml.anomaly import pseudo_anomalies
+
+    with pytest.raises(ValueError, match="harmonics"):
+        pseudo_anomalies(np.zeros((1, 8, 4), np.float32), "rattle", np.random.default_rng(0))
+
+
+def test_reported_fault_kinds_do_not_move_the_selection_key() -> None:
+    from ml.anomaly import FAULT_KINDS, AnomalyConfig, fit_mahalanobis, selection_report
+
+    rng = np.random.default_rng(3)
+    x = (rng.normal(-50.0, 2.0, (40, 32, 12)) + np.linspace(0, -20, 32)[None, :, None]).astype(np.float32)
+    m = fit_mahalanobis(x[:30], AnomalyConfig())
+    with_faults = selection_report(m, x[30:], seed=1)
+    without = selection_report(m, x[30:], seed=1, report_kinds=())
+    assert with_faults["key"] == without["key"] and with_faults["pseudo_pauc"] == without["pseudo_pauc"]
+    assert all(f"pseudo_{k}_pauc" in with_faults for k in FAULT_KINDS) and "fault_pauc" in with_faults
+    assert not any(f"pseudo_{k}_pauc" in without for k in FAULT_KINDS)
