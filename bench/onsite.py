@@ -26,9 +26,7 @@ import tempfile
 from pathlib import Path
 
 import soundfile as sf
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from common import REPO, SHARED, normal_and_abnormal
 
 
 def folder(files: list[Path], where: Path) -> Path:
@@ -78,12 +76,10 @@ def monitor(state: Path, files: list[Path], tmp: Path, name: str, *extra: str) -
 
 
 def bench_dcase(tmp: Path) -> None:
-    root = SHARED / "dcase2020-task2-dev-slice" / "id_00"
-    if not root.is_dir():
-        print(f"skip dcase: {root} not found")
+    found = normal_and_abnormal("dcase2020-task2-dev-slice", "id_00")
+    if found is None:
         return
-    normal = sorted((root / "normal").glob("*.wav"))
-    abnormal = sorted((root / "abnormal").glob("*.wav"))
+    normal, abnormal = found
     learn, rest = normal[:30], normal[30:]
     state = tmp / "dcase-learn"
     alerts, log = run(folder(learn, tmp / "dcase-src-learn"), state, "--learn-seconds", "295")

@@ -21,21 +21,16 @@ all fitted on the same normal windows in the same run. Prints ``name: value`` li
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from common import REPO, bldc_files, link_tree, normal_and_abnormal, sh, synth
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("AUSCULT_SHARED_DATA", REPO.parent / "shared" / "data"))
 WORK = REPO / "build" / "bench" / "shift"
 SYN = REPO / "build" / "bench" / "synthetic"
-PY = sys.executable
 SEED = 1
 
 
@@ -55,29 +50,6 @@ ROWS: list[Row] = []
 
 # ------------------------------------------------------------------------------------------------
 # data
-
-
-def sh(*args: str) -> None:
-    print("$ python -m ml " + " ".join(args), flush=True)
-    subprocess.run([PY, "-m", "ml", *args], check=True, cwd=REPO)
-
-
-def synth(out: Path, *args: str) -> Path:
-    if not (out / "manifest.csv").is_file():
-        shutil.rmtree(out, ignore_errors=True)
-        sh("synth", "--out", str(out), *args)
-    return out
-
-
-def link_tree(dest: Path, mapping: dict[str, list[Path]]) -> Path:
-    """``dest/<label>/<group>/<file>`` symlinks for ``{"label/group": files}``."""
-    shutil.rmtree(dest, ignore_errors=True)
-    for key, files in mapping.items():
-        d = dest / key
-        d.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            (d / f.name).symlink_to(f.resolve())
-    return dest
 
 
 _CACHE: dict[Path, np.ndarray] = {}
@@ -232,12 +204,10 @@ def fleet_model() -> Onnx:
 
 
 def bench_bldc() -> None:
-    root = SHARED / "bldc-motor-sound"
-    if not root.is_dir():
-        print(f"skip bldc: {root} not found")
+    found = bldc_files()
+    if found is None:
         return
-    files = {(c, m.name): sorted(m.glob("*.wav")) for c in ("Healthy", "Bearing", "Propeller")
-             for m in sorted((root / c).iterdir()) if m.is_dir()}
+    files = found
     motors = sorted(m for c, m in files if c == "Healthy")
     rpm = lambda f: int(f.stem)  # noqa: E731
     speeds = sorted({rpm(f) for m in motors for f in files[("Healthy", m)]})
@@ -330,12 +300,10 @@ def bench_synthetic() -> None:
 
 
 def bench_mimii() -> None:
-    root = SHARED / "mimii-demo-clips" / "fan"
-    if not root.is_dir():
-        print(f"skip mimii: {root} not found")
+    found = normal_and_abnormal("mimii-demo-clips", "fan")
+    if found is None:
         return
-    normal = sorted((root / "normal").glob("*.wav"))
-    abnormal = sorted((root / "abnormal").glob("*.wav"))
+    normal, abnormal = found
     fleet = fleet_model()
     cases = []
     for fold in (0, 1):
@@ -348,12 +316,10 @@ def bench_mimii() -> None:
 
 
 def bench_dcase() -> None:
-    root = SHARED / "dcase2020-task2-dev-slice" / "id_00"
-    if not root.is_dir():
-        print(f"skip dcase: {root} not found")
+    found = normal_and_abnormal("dcase2020-task2-dev-slice", "id_00")
+    if found is None:
         return
-    normal = sorted((root / "normal").glob("*.wav"))
-    abnormal = sorted((root / "abnormal").glob("*.wav"))
+    normal, abnormal = found
     fleet = fleet_model()
     site, te_n = normal[:30], normal[30:]  # 30 clips x 10 s = the first 5 minutes
     x_site = np.concatenate(windows(site))

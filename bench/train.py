@@ -11,34 +11,15 @@ real recordings: nothing is copied into the repository). Prints ``name: value`` 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import REPO, bldc_files, link_tree, normal_and_abnormal, sh, synth
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("AUSCULT_SHARED_DATA", REPO.parent / "shared" / "data"))
 WORK = REPO / "build" / "bench"
-PY = sys.executable
 FIGURES: dict[str, float | str] = {}
-
-
-def sh(*args: str) -> None:
-    """Run a ``python -m ml`` command, streaming its output."""
-    print("$ python -m ml " + " ".join(args), flush=True)
-    subprocess.run([PY, "-m", "ml", *args], check=True, cwd=REPO)
-
-
-def synth(out: Path, *args: str) -> Path:
-    """A synthetic tree (kept between runs when it exists)."""
-    if not (out / "manifest.csv").is_file():
-        shutil.rmtree(out, ignore_errors=True)
-        sh("synth", "--out", str(out), *args)
-    return out
 
 
 def train(data: Path, kind: str, out: Path, *extra: str) -> float:
@@ -59,17 +40,6 @@ def evaluate(model: Path, data: Path, name: str, *extra: str) -> dict:
             if v is not None:
                 FIGURES[f"{name}_{level}_{key}"] = round(v, 4)
     return m
-
-
-def link_tree(dest: Path, mapping: dict[str, list[Path]]) -> Path:
-    """A dataset tree of symlinks: ``dest/<label>/<group>/<file>`` for ``{"label/group": files}``."""
-    shutil.rmtree(dest, ignore_errors=True)
-    for key, files in mapping.items():
-        d = dest / key
-        d.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            (d / f.name).symlink_to(f.resolve())
-    return dest
 
 
 def bench_synthetic() -> None:
@@ -114,12 +84,10 @@ def ms_per_window(model: Path) -> float:
 def bench_bldc() -> None:
     """BLDC motors, leave one healthy motor out: train normal = Healthy of the other motors; test =
     the held-out motor's Healthy and Propeller files + Bearing (M4, never in training)."""
-    root = SHARED / "bldc-motor-sound"
-    if not root.is_dir():
-        print(f"skip bldc: {root} not found")
+    found = bldc_files()
+    if found is None:
         return
-    files = {(c, m.name): sorted(m.glob("*.wav")) for c in ("Healthy", "Bearing", "Propeller")
-             for m in sorted((root / c).iterdir()) if m.is_dir()}
+    files = found
     motors = sorted(m for c, m in files if c == "Healthy")
     aucs, accs = [], []
     for held in motors:
@@ -155,12 +123,10 @@ def bench_bldc() -> None:
 
 def bench_mimii() -> None:
     """MIMII fan: 2-fold over the 10 normal clips (train on 5); test on the other 5 + 10 abnormal."""
-    root = SHARED / "mimii-demo-clips" / "fan"
-    if not root.is_dir():
-        print(f"skip mimii: {root} not found")
+    found = normal_and_abnormal("mimii-demo-clips", "fan")
+    if found is None:
         return
-    normal = sorted((root / "normal").glob("*.wav"))
-    abnormal = sorted((root / "abnormal").glob("*.wav"))
+    normal, abnormal = found
     aucs = []
     for fold in (0, 1):
         tr_files = normal[fold::2]
@@ -177,12 +143,10 @@ def bench_mimii() -> None:
 
 def bench_dcase() -> None:
     """DCASE 2020 slice (one machine ID): train on 60 normal clips; test on 15 others + the 1 abnormal."""
-    root = SHARED / "dcase2020-task2-dev-slice" / "id_00"
-    if not root.is_dir():
-        print(f"skip dcase: {root} not found")
+    found = normal_and_abnormal("dcase2020-task2-dev-slice", "id_00")
+    if found is None:
         return
-    normal = sorted((root / "normal").glob("*.wav"))
-    abnormal = sorted((root / "abnormal").glob("*.wav"))
+    normal, abnormal = found
     base = WORK / "dcase"
     tr = link_tree(base / "train", {"normal/id_00": normal[:60]})
     te = link_tree(base / "test", {"normal/id_00": normal[60:], "abnormal/id_00": abnormal})

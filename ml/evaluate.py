@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from audioclassifier.card import ModelCard
+from audioclassifier.errors import AuscultError
 from ml.dataset import scan_tree, suffixes
 from ml.inference import OnnxModel, card_channels
 from ml.metrics import UNKNOWN, level_metrics
@@ -74,7 +75,7 @@ def check_labels(card: ModelCard, data_labels: list[str]) -> list[str]:
             "always wrong"] if new else []
 
 
-class LabelMismatchError(ValueError):
+class LabelMismatchError(AuscultError, ValueError):
     """The data's labels do not match the model's card."""
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from audioclassifier.errors import AuscultError
+
 __all__ = ["SPLIT_BY", "Split", "SplitError", "group_split", "plan_split"]
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ _EXHAUSTIVE_GROUPS = 12
 _SHUFFLES = 8
 
 
-class SplitError(ValueError):
+class SplitError(AuscultError, ValueError):
     """No honest split of this tree meets the run's needs; the message says why."""
 
 

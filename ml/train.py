@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from audioclassifier.card import CardError, ModelCard
+from audioclassifier.errors import AuscultError
 from audioclassifier.features import LogMelParams
 from audioclassifier.learning import FORMAT_VERSION as LEARNING_FORMAT
 from audioclassifier.learning import MIN_WINDOWS, WARN_WINDOWS, LearningError, check_window_count
@@ -41,7 +42,7 @@ __all__ = ["TrainOptions", "TrainResult", "TrainError", "train"]
 log = logging.getLogger(__name__)
 
 
-class TrainError(ValueError):
+class TrainError(AuscultError, ValueError):
     """A training run that cannot go on (no normal files, no usable audio, bad options)."""
 
 

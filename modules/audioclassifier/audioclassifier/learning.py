@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from audioclassifier.errors import AuscultError
+
 __all__ = [
     "FORMAT_VERSION",
     "METHODS",
@@ -65,7 +67,7 @@ WARN_WINDOWS = 30
 _MAGIC = "auscult-normal-model"
 
 
-class LearningError(ValueError):
+class LearningError(AuscultError, ValueError):
     """Bad embeddings, options or serialised bytes: the message says which."""
 
 
