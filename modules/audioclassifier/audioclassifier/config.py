@@ -24,7 +24,7 @@ from audioclassifier.errors import FatalError
 from audioclassifier.settings import Settings, SettingsError
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_SPOOL_DIR", "ENV_PREFIX", "Config", "ConfigError", "HubConfig", "UploadTarget",
-           "build_parser", "env_name", "hub_configured", "load_config"]
+           "build_parser", "env_name", "hub_config", "hub_configured", "load_config"]
 
 ENV_PREFIX = "AUSCULT_"
 #: The model the module ships with: package data, so an installed wheel has it too.
@@ -226,7 +226,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
-def _hub(env: Mapping[str, str]) -> HubConfig:
+def hub_config(env: Mapping[str, str]) -> HubConfig:
+    """The IoT Hub side's configuration from ``env`` (the composition root and the tests build it)."""
     def megabytes(name: str) -> int:
         param = OPTIONS[name]
         text = env.get(env_name(name))
@@ -253,11 +254,6 @@ def _hub(env: Mapping[str, str]) -> HubConfig:
                      upload=upload)
 
 
-def hub_config(env: Mapping[str, str]) -> HubConfig:
-    """The IoT Hub side's configuration from ``env`` (for the composition root and the tests)."""
-    return _hub(env)
-
-
 def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
     """Command line and environment → :class:`Config`. A bad option exits 2 (argparse's way);
     a bad hub variable or setting raises :class:`ConfigError`."""
@@ -278,5 +274,5 @@ def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
         learn_seconds=float(args.learn_seconds), relearn=bool(args.relearn),
         local_out=Path(args.local_out), window_log=Path(args.window_log) if args.window_log else None,
         self_test=bool(args.self_test), log_level=args.log_level,
-        hub=_hub(env) if hub_configured(env) else None,
+        hub=hub_config(env) if hub_configured(env) else None,
     )
