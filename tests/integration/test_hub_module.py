@@ -115,6 +115,8 @@ def test_broker_down_30s_while_the_fault_plays_loses_no_alert(module, hub, broke
     offsets = [a.body["audio_offset_seconds"] for a in alerts]
     assert offsets == sorted(offsets)
     assert n - received_during_outage >= 5, "the outage should have held back several alerts"
+    print(f"fault_broker_down_30s: alerts {n}, received {len(alerts)}, lost {n - len(alerts)}, "
+          f"duplicates {len(received) - len(alerts)}")
     assert all(a.properties["alert"] == "true" and a.properties["label"] for a in alerts)
     assert hub.outputs("telemetry"), "telemetry flowed too"
     assert time.monotonic() - down_at > 30
@@ -160,6 +162,7 @@ def test_fast_alerts_each_upload_their_own_clip(module, hub, azurite, recordings
     container = module.env["AUSCULT_BLOB_CONTAINER"]
     assert wait_until(lambda: set(clips.values()) <= set(azurite.blobs(container)), 60), "clips were not uploaded"
     assert len(azurite.blobs(container)) == n  # none overwrote another
+    print(f"fault_fast_alerts: alerts {n}, blobs {len(azurite.blobs(container))}, overwritten 0")
     for seq, name in clips.items():
         assert name.endswith(f"-a{seq}.wav")  # the blob carries the alert's own number
 
@@ -361,6 +364,9 @@ def test_a_full_spool_disk_loses_no_alert_and_the_module_keeps_running(module, h
         assert len(emitted) == n  # each alert stored in the outbox (a restart may skip numbers, never reuse)
         module.start(recordings["healthy"], recordings["model"])  # a while connected: the outbox drains
         assert wait_until(lambda: {a.body["seq"] for a in hub.outputs("alerts")} >= emitted, 60)
+        got = {a.body["seq"] for a in hub.outputs("alerts")} & emitted
+        print(f"fault_full_spool_disk: alerts {n}, received {len(got)}, lost {n - len(got)}, "
+              f"without clip {sum(a.body['clip'] is None for a in hub.outputs('alerts'))}")
         assert module.wait(60) == 0
         text = module.text()
         assert "Traceback" not in text and "AssertionError" not in text

@@ -248,4 +248,6 @@ def test_a_full_disk_in_local_mode_keeps_the_module_running(story: dict, tmp_pat
         assert done, r.stderr[-2000:]
         n = int(done.group(1))
         assert n >= 20 and r.stdout.count("ALERT ") == n  # every alert reached the log
+        print(f"fault_full_local_disk: alerts {n}, logged {r.stdout.count('ALERT ')}, "
+              f"clips {r.stdout.count('clip=')}, clip errors {r.stderr.count('clip not written')}")
         assert "clip=" in r.stdout and "clip not written" in r.stderr  # some fitted, the rest did not
