@@ -35,6 +35,9 @@ __all__ = ["HubApp"]
 
 log = logging.getLogger(__name__)
 
+#: How long uploads wait at start for the twin's desired properties before going ahead without.
+TWIN_WAIT_SECONDS = 30.0
+
 
 def _quiet_sdk_loggers() -> None:
     """The SDKs log every reconnect attempt and HTTP request; the hub logs what matters itself."""
@@ -89,10 +92,18 @@ class HubApp:
         self.reporter.report_status()
         self.reporter.send({"learning": control.status().get("learning")})
         self.client.start()
-        self.uploader.start()
+        # Uploads wait for the twin's upload settings (a clip uploaded before `upload.enabled: false`
+        # arrived went out all the same), or TWIN_WAIT_SECONDS when the hub cannot be reached.
+        threading.Thread(target=self._start_uploads, name="uploader-start", daemon=True).start()
         self.reporter.start()
         log.info("hub: started (spool %s, %d message(s) and %d clip(s) waiting)",
                  self.root, len(self.outbox), len(self.spool.pending()))
+
+    def _start_uploads(self) -> None:
+        assert self.client is not None and self.uploader is not None
+        if not self.client.wait_ready(TWIN_WAIT_SECONDS):
+            log.warning("hub: no twin after %g s; uploading with the settings in force", TWIN_WAIT_SECONDS)
+        self.uploader.start()
 
     def close(self) -> None:
         """Flush (bounded), stop uploading, shut the connection; what is left stays durable."""
