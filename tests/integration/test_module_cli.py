@@ -251,3 +251,42 @@ def test_a_full_disk_in_local_mode_keeps_the_module_running(story: dict, tmp_pat
         print(f"fault_full_local_disk: alerts {n}, logged {r.stdout.count('ALERT ')}, "
               f"clips {r.stdout.count('clip=')}, clip errors {r.stderr.count('clip not written')}")
         assert "clip=" in r.stdout and "clip not written" in r.stderr  # some fitted, the rest did not
+
+
+def test_lying_headers_and_absurd_samples_are_clear_errors_through_the_module(tmp_path: Path) -> None:
+    """A 40 kB WAV claiming 1 Hz became 20,000 s of audio and 25 alerts; float samples of 1e30 passed
+    the reader, overflowed the front end and crashed the module. Alone each file is a clear error; in
+    a folder each is skipped with its reason and the good recordings around it are still heard."""
+    liar, huge = tmp_path / "liar.wav", tmp_path / "huge.wav"
+    sf.write(liar, np.zeros(20_000, dtype=np.int16), 1, subtype="PCM_16")
+    y = tone(4.0, dbfs=-30, noise_dbfs=-50)
+    y[30_000] = 1e30
+    sf.write(huge, y, SR, subtype="FLOAT")
+    r = module("--source", str(liar), "--speed", "max", "--local-out", str(tmp_path / "a"), "--backend", "onnxruntime")
+    assert r.returncode == 2 and "implausible sample rate 1 Hz" in r.stderr and "Traceback" not in r.stderr
+    r = module("--source", str(huge), "--speed", "max", "--local-out", str(tmp_path / "b"), "--backend", "onnxruntime")
+    assert r.returncode == 1 and "beyond full scale" in r.stderr and "Traceback" not in r.stderr
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, src in enumerate((None, huge, liar, None)):
+        dest = folder / f"{i}.wav"
+        if src is None:
+            sf.write(dest, tone(4.0, dbfs=-30, noise_dbfs=-50, seed=i), SR, subtype="PCM_16")
+        else:
+            dest.write_bytes(src.read_bytes())
+    r = module("--source", str(folder), "--speed", "max", "--local-out", str(tmp_path / "c"), "--backend", "onnxruntime")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "skipping" in r.stderr and "1.wav" in r.stderr and "2.wav" in r.stderr
+    done = re.search(r"done: (\d+) windows, (\d+) scored, \d+ alerts, ([\d.]+) s of audio", r.stderr)
+    assert done and float(done.group(3)) >= 8.0  # both good recordings were heard
+
+
+def test_paced_replay_clips_hold_their_whole_window(story: dict, tmp_path: Path) -> None:
+    """Paced replay reads microphone-sized blocks: alert clips ended 64-256 samples short."""
+    out = tmp_path / "out"
+    r = module("--source", str(story["wav"]), "--model", str(story["model"]), "--speed", "20", "--local-out", str(out),
+               "--backend", "onnxruntime", "--hop-seconds", "0.5", "--cooldown-seconds", "0", "--consecutive", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    alerts = jsonl(out / "alerts.jsonl")
+    assert len(alerts) >= 5
+    assert {sf.info(out / "clips" / a["clip"]).frames for a in alerts} == {5 * SR}
