@@ -69,6 +69,8 @@ class HubApp:
         self.start_settings = Settings()
         self._rejected: set[str] = set()
         self._desired_lock = threading.Lock()
+        self._lifecycle = threading.Lock()
+        self._closing = threading.Event()
         self.last_error: str | None = None
         self.reporter = Reporter(self._report, self.status, self._settings_dict)
         self.updater = ModelUpdater(self.models_dir, swap=self._swap_model, report=self.reporter.send,
@@ -101,12 +103,16 @@ class HubApp:
 
     def _start_uploads(self) -> None:
         assert self.client is not None and self.uploader is not None
-        if not self.client.wait_ready(TWIN_WAIT_SECONDS):
+        if not self.client.wait_ready(TWIN_WAIT_SECONDS) and not self._closing.is_set():
             log.warning("hub: no twin after %g s; uploading with the settings in force", TWIN_WAIT_SECONDS)
-        self.uploader.start()
+        with self._lifecycle:
+            if not self._closing.is_set():
+                self.uploader.start()
 
     def close(self) -> None:
         """Flush (bounded), stop uploading, shut the connection; what is left stays durable."""
+        with self._lifecycle:  # no upload starts once closing has begun
+            self._closing.set()
         if not self.sink.flush():
             log.error("hub: %d message(s) could not be stored before the end (the disk is full): lost",
                       self.sink.waiting)

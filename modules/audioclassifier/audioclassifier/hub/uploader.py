@@ -208,7 +208,7 @@ class Uploader:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread:
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout)
 
     def stats(self) -> dict[str, Any]:
