@@ -23,7 +23,7 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 
 # Training and development extras (torch==2.13.0 CPU, librosa, scikit-learn, pytest, ...).
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
-	$(PIP) install --quiet -e '.[train,dev]'
+	$(PIP) install --quiet -e '.[train,dev,openvino]'
 	touch $@
 
 venv-runtime: $(VENV)/.runtime

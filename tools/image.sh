@@ -2,9 +2,12 @@
 # The audioclassifier container image, built and run the same way by `make image` and
 # tests/test_image.py (`make test-image`).
 #
-#   tools/image.sh tag            the local tag: audioclassifier:<module.json image.tag.version>-amd64
-#   tools/image.sh build          build it from modules/audioclassifier/Dockerfile.amd64 (context:
-#                                 modules/audioclassifier); prints the build time and the image size
+#   tools/image.sh tag [PLATFORM]   the local tag: audioclassifier:<module.json image.tag.version>-PLATFORM
+#   tools/image.sh build [PLATFORM] build it from modules/audioclassifier/Dockerfile.PLATFORM (context:
+#                                   modules/audioclassifier); prints the build time and the image size
+#
+# PLATFORM: a module.json platform built here, `amd64` (the default image: onnxruntime) or
+# `amd64.openvino` (the OpenVINO image, for Intel GPUs and NPUs).
 #   tools/image.sh engine ARGS... the engine the build uses, e.g. `engine run --rm TAG --self-test`
 #
 # The engine: docker when a Docker engine answers `docker info`; else, as root with
@@ -16,6 +19,12 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 MODULE=$REPO/modules/audioclassifier
 CONTAINER_BASE=${AUSCULT_CONTAINER_BASE:-$REPO/../shared/tools/container-base.sh}
 PLATFORM=amd64
+set_platform() {
+  case "${1:-amd64}" in
+    amd64|amd64.openvino) PLATFORM=${1:-amd64} ;;
+    *) echo "image.sh: platform must be amd64 or amd64.openvino, got '$1'" >&2; exit 2 ;;
+  esac
+}
 
 tag() {
   local version
@@ -56,8 +65,8 @@ build() {
 }
 
 case "${1:-}" in
-  tag) tag ;;
-  build) choose_engine; build ;;
+  tag) set_platform "${2:-}"; tag ;;
+  build) set_platform "${2:-}"; choose_engine; build ;;
   engine) shift; choose_engine; exec "${ENGINE[@]}" "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac

@@ -28,7 +28,7 @@ from harness.paths import MODULE, REPO
 
 TEMPLATE = REPO / "deployment.template.json"
 ENV_TEMPLATE = REPO / ".env.template"
-PLATFORMS = ("amd64", "arm64v8")
+PLATFORMS = ("amd64", "arm64v8", "amd64.openvino")
 
 VAR = re.compile(r"\$\{([^}]+)\}")
 CHUNK, MAX_CHUNKS = 512, 8  # iotedgedev's TWIN_VALUE_MAX_SIZE and TWIN_VALUE_MAX_CHUNKS: 4 KB in all
@@ -307,23 +307,34 @@ def test_module_json_matches_the_project_and_the_manifest(template: dict[str, An
     assert MODULE.name in modules(template)  # the tooling's ${MODULES.<folder>} names this module
 
 
-def test_dockerfiles_differ_only_in_base_image() -> None:
-    amd, arm = (dockerfile(MODULE / f"Dockerfile.{p}") for p in PLATFORMS)
-    assert amd["from"] == ["python:3.11-slim-bookworm"]
-    assert arm["from"] == ["arm64v8/python:3.11-slim-bookworm"]
+def test_dockerfiles_differ_only_in_base_image_or_engine() -> None:
+    amd, arm, openvino = (dockerfile(MODULE / f"Dockerfile.{p}") for p in PLATFORMS)
+    assert amd["from"] == ["python:3.11-slim-bookworm"] * 2 and amd["stages"] == ["build", None]
+    assert arm["from"] == ["arm64v8/python:3.11-slim-bookworm"] * 2
     assert {**amd, "from": None} == {**arm, "from": None}
+    # the OpenVINO image: the same file with the OpenVINO closure in place of onnxruntime's
+    assert amd["arg"] == {"REQUIREMENTS": "requirements.txt"}
+    assert openvino["arg"] == {"REQUIREMENTS": "requirements-openvino.txt"}
+    swap = [([src.replace("requirements.txt", "requirements-openvino.txt") for src in srcs], dest)
+            for srcs, dest in amd["copy"]]
+    assert {**amd, "arg": None, "copy": swap} == {**openvino, "arg": None}
 
 
 def test_dockerfile_runtime_image() -> None:
     d = dockerfile(MODULE / "Dockerfile.amd64")
     assert d["user"] not in (None, "root", "0")
     assert d["entrypoint"] == ["python", "-m", "audioclassifier"]
-    assert d["env"]["PYTHONPATH"] == "/app"
+    assert d["env"]["PYTHONPATH"] == "/app:/opt/auscult/site"
     assert any("libportaudio2" in r and "--no-install-recommends" in r for r in d["run"])
     assert any("--groups audio" in r and d["user"] in r for r in d["run"])
-    assert any("pip install --no-deps -r /app/requirements.txt" in r and "pip check" in r for r in d["run"])
+    assert any("pip install --no-deps --no-compile --target /opt/auscult/site -r /tmp/requirements.txt" in r
+               and "pip check" in r for r in d["run"])
+    assert any("--self-test" in r for r in d["run"])  # the build stage runs what it built
     copies = {dest.rstrip("/"): srcs for srcs, dest in d["copy"]}
     assert copies["/app/audioclassifier"] == ["audioclassifier/"]
+    assert copies["/tmp/requirements.txt"] == ["requirements.txt"]
+    # the final stage takes only the installed tree and the app from the build stage
+    assert d["copy_from"] == [("build", ["/opt/auscult"], "/opt/auscult"), ("build", ["/app"], "/app")]
     assert d["env"]["AUSCULT_MODEL"] == "/app/audioclassifier/models/model.onnx"  # package data, copied with it
     assert d["env"]["AUSCULT_SPOOL_DIR"] == d["volume"]
     assert d["env"]["AUSCULT_LOCAL_OUT"].startswith(d["volume"] + "/")  # writable by the non-root user
@@ -375,9 +386,9 @@ def test_build_context_is_small_and_has_what_the_dockerfile_copies(tmp_path: Pat
 
 # --- runtime pins --------------------------------------------------------------------------------
 
-def requirements() -> dict[str, str]:
+def requirements(name: str = "requirements.txt") -> dict[str, str]:
     pins: dict[str, str] = {}
-    for line in (MODULE / "requirements.txt").read_text().splitlines():
+    for line in (MODULE / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -390,14 +401,28 @@ def requirements() -> dict[str, str]:
     return pins
 
 
-def test_requirements_pin_every_runtime_dependency_within_pyproject_ranges() -> None:
-    pins = requirements()
-    assert not {"torch", "librosa", "scikit-learn", "matplotlib", "onnx"} & set(pins)
-    for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
-        req = Requirement(dep)
+@pytest.mark.parametrize("engine,other", [("onnxruntime", "openvino"), ("openvino", "onnxruntime")])
+def test_requirements_pin_every_runtime_dependency_within_pyproject_ranges(engine: str, other: str) -> None:
+    """requirements.txt (the default image) and requirements-openvino.txt (the OpenVINO image)."""
+    pins = requirements("requirements.txt" if engine == "onnxruntime" else "requirements-openvino.txt")
+    assert not {"torch", "librosa", "scikit-learn", "matplotlib", "onnx", "scipy"} & set(pins)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = [Requirement(d) for d in [*project["dependencies"], *project["optional-dependencies"]["openvino"]]]
+    for req in deps:
         name = canonicalize_name(req.name)
+        if name == other:
+            assert name not in pins, f"{name} in the {engine} image's pins: one engine per image"
+            continue
         assert name in pins, f"{name} (pyproject runtime dependency) is not pinned"
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req.specifier}"
+
+
+def test_both_images_pin_the_same_versions_of_what_they_share() -> None:
+    default, openvino = requirements(), requirements("requirements-openvino.txt")
+    shared = set(default) & set(openvino)
+    assert {k: default[k] for k in shared} == {k: openvino[k] for k in shared}
+    assert set(default) - shared == {"onnxruntime", "flatbuffers", "protobuf"}
+    assert set(openvino) - shared == {"openvino", "openvino-telemetry"}
 
 
 # --- the reference's twin table ------------------------------------------------------------------

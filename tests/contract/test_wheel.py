@@ -4,8 +4,8 @@ Editable installs and the image (PYTHONPATH=/app) read the source tree, so a whe
 subpackage or the default model would pass every other test. This one builds the wheel, installs
 it with ``--no-deps`` next to the runtime pins (harness.venvs), and runs it from outside the
 repository: every source file is installed, every runtime module imports, the console script's
-self-test passes on the packaged default model, and ``python -m ml`` offers every verb and
-synthesizes audio with the runtime set alone.
+self-test passes on the packaged default model, and ``python -m ml`` offers every verb with the
+runtime set alone and synthesizes audio once the ``demo`` extra's scipy is added.
 """
 
 from __future__ import annotations
@@ -93,6 +93,11 @@ def test_wheel_runs_from_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
     from ml.cli import VERBS
 
     assert all(verb in res.stdout for verb in VERBS), res.stdout
+    import scipy  # ml synth's filters: the demo extra (the runtime set has no scipy)
+
+    added = run([*pip_into(py), "install", "--quiet", "--no-deps", f"scipy=={scipy.__version__}"], timeout=600,
+                env=clean_env())
+    assert added.returncode == 0, added.stderr
     res = run([str(py), "-m", "ml", "synth", "--out", str(tmp_path / "syn"), "--machines", "1",
                "--clips-per-class", "1", "--labels", "normal", "--seconds", "2"], timeout=300, env=env, cwd=cwd)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -2,9 +2,11 @@
 
 :func:`load_model` loads an Auscult ONNX model (model card included), compiles it, and checks it
 on a window of the card's shape before it is used: a model that loads is a model that scores.
-``backend="auto"`` takes OpenVINO when it loads and compiles the model, otherwise onnxruntime,
-and says why in :attr:`LoadedModel.note`. Only the chosen runtime is imported, and one process
-runs one runtime with one inference thread (two runtimes in one process fight over the cores).
+``backend="auto"`` decides before importing anything (:mod:`audioclassifier.devices`): OpenVINO
+when an Intel GPU or NPU is present or a device is asked for, onnxruntime on a CPU-only machine;
+when the engine it chose cannot take the model, the other one if installed; it says why in
+:attr:`LoadedModel.note`. Only the chosen runtime is imported, and one process runs one runtime
+with one inference thread (two runtimes in one process fight over the cores).
 
 Precision is pinned, never left to the device: OpenVINO's CPU plugin defaults to bf16 on Intel
 CPUs with AMX, and GPUs default to f16, which moves scores away from the card's threshold (fitted
@@ -35,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from audioclassifier.card import CARD_KEY, CardError, ModelCard, card_from_metadata
+from audioclassifier.devices import choose_engine, find_accelerators, installed_engines
 from audioclassifier.errors import FatalError
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "LoadedModel", "ModelError", "import_onnxruntime", "import_openvino",
@@ -85,7 +88,10 @@ class OnnxRuntimeBackend:
     precision = "f32"
 
     def __init__(self, path: Path) -> None:
-        ort = import_onnxruntime()
+        try:
+            ort = import_onnxruntime()
+        except ImportError as exc:
+            raise ModelError(path, f"onnxruntime is not installed ({exc})") from exc
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
@@ -363,19 +369,25 @@ def load_model(path: str | os.PathLike[str], *, backend: str = "auto", device: s
         raise ModelError(p, "not a regular file")
     if p.stat().st_size == 0:
         raise ModelError(p, "empty file (0 bytes)")
-    note = ""
-    if backend in ("auto", "openvino"):
-        try:
-            be: Any = OpenVinoBackend(p, device, precision)
-            card, output, embedding = _check(p, be)
-            if backend == "auto":
-                note = f"auto: OpenVINO loaded and compiled the model on {be.device}"
-            return LoadedModel(p, card, be, note=note, output=output, embedding=embedding)
-        except ModelError as exc:
-            if backend == "openvino" or isinstance(exc.__cause__, CardError):
-                raise  # a card problem is the model's, whatever the runtime
-            note = f"auto: OpenVINO unavailable for this model ({exc.reason}); using onnxruntime"
-            log.warning("%s", note)
-    be = OnnxRuntimeBackend(p)
-    card, output, embedding = _check(p, be)
-    return LoadedModel(p, card, be, note=note, output=output, embedding=embedding)
+    if backend != "auto":
+        return _load_with(backend, p, device, precision, note="")
+    choice = choose_engine(device=device, accelerators=find_accelerators(), installed=installed_engines())
+    try:
+        return _load_with(choice.engine, p, device, precision, note=choice.why)
+    except ModelError as exc:
+        other = "onnxruntime" if choice.engine == "openvino" else "openvino"
+        if isinstance(exc.__cause__, CardError) or other not in installed_engines():
+            raise  # a card problem is the model's, whatever the runtime
+        note = f"{choice.why}; it cannot take this model ({exc.reason}): {other}"
+        log.warning("%s", note)
+        return _load_with(other, p, device, precision, note=note)
+
+
+def _load_with(engine: str, path: Path, device: str, precision: str, *, note: str) -> LoadedModel:
+    be: Any = OpenVinoBackend(path, device, precision) if engine == "openvino" else OnnxRuntimeBackend(path)
+    try:
+        card, output, embedding = _check(path, be)
+    except BaseException:
+        be.close()
+        raise
+    return LoadedModel(path, card, be, note=note, output=output, embedding=embedding)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -34,7 +33,7 @@ from audioclassifier.constraints import METHODS, ConstraintError
 from audioclassifier.errors import AuscultError
 from audioclassifier.thresholds import gamma_threshold
 
-__all__ = ["MIN_CALIBRATION_WINDOWS", "CalibrationError", "Hearing", "SiteCalibration", "preload_fit"]
+__all__ = ["MIN_CALIBRATION_WINDOWS", "CalibrationError", "Hearing", "SiteCalibration"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,6 @@ class SiteCalibration:
         if self._run is not None:
             raise CalibrationError("a calibration is already running")
         self._run = _Run(float(seconds), on_done, percentile=float(percentile))
-        preload_fit()
         log.info("site calibration: scoring %g s of audio as normal (alerts held back), threshold at gamma p%g",
                  seconds, percentile)
         return self._run.finished
@@ -182,15 +180,3 @@ class SiteCalibration:
         """How far the run in progress got (for a failure message)."""
         run = self._run
         return "" if run is None else f"after {run.audio:.1f} of {run.seconds:g} s"
-
-
-def preload_fit() -> None:
-    """Import scipy.stats (about a second) in the background now, off the worker, not at the fit."""
-    threading.Thread(target=_import_scipy_stats, name="fit-import", daemon=True).start()
-
-
-def _import_scipy_stats() -> None:
-    try:
-        import scipy.stats  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - the fit reports the failure
-        log.debug("scipy.stats: %s", exc)

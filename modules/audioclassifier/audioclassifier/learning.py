@@ -18,7 +18,7 @@ Methods:
 The threshold comes from *cross-fitted* scores: the learning windows are cut into ``folds`` contiguous
 blocks, each block is scored by a model fitted on the others (consecutive windows overlap, so a
 window must not be scored against its neighbours), and the gamma percentile of those scores
-(:func:`audioclassifier.calibration.gamma_threshold`, the one training and site calibration use)
+(:func:`audioclassifier.thresholds.gamma_threshold`, the one training and site calibration use)
 is the threshold.
 
 Few windows: fewer than :data:`MIN_WINDOWS` windows are refused (:class:`LearningError`), fewer
@@ -238,7 +238,7 @@ def fit_normal(
     The threshold is the gamma ``percentile`` of cross-fitted scores (see the module docstring).
     Raises :class:`LearningError` for bad input or fewer than :data:`MIN_WINDOWS` windows.
     """
-    from audioclassifier.calibration import gamma_threshold  # numpy here; scipy only inside the fit
+    from audioclassifier.thresholds import gamma_threshold
 
     if method not in METHODS:
         raise LearningError(f"method must be one of {', '.join(METHODS)}, got {method!r}")

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from audioclassifier.calibration import Hearing, preload_fit
+from audioclassifier.calibration import Hearing
 from audioclassifier.card import ModelCard
 from audioclassifier.clips import safe_part
 from audioclassifier.constraints import METHODS, ConstraintError
@@ -193,7 +193,6 @@ class OnsiteLearning:
         if self._run is not None:
             raise OnsiteError("on-site learning is already running")
         self._run = _Learn(seconds, on_done)
-        preload_fit()
         log.info("on-site learning: learning %g s of %s's sound (no alerts meanwhile)", seconds, self._machine)
         self._tell(self.status())
         return self._run.finished
