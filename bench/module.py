@@ -209,6 +209,11 @@ def main() -> None:
     modes = [m for m in args.modes.split(",") if m]
     rows = [(b, m) for b in backends for m in modes]
 
+    # bytecode for the package, as the image ships it (PYTHONDONTWRITEBYTECODE would otherwise make
+    # every run compile the module's sources again, which no device does)
+    import compileall
+
+    compileall.compile_dir(str(REPO / "modules" / "audioclassifier" / "audioclassifier"), quiet=1)
     source = hour_audio(args.minutes)
     audio_hours = args.minutes / 60.0
     import soundfile as sf
