@@ -169,3 +169,21 @@ def test_finite_samples_far_beyond_full_scale_are_a_clear_error(tmp_path: Path, 
     y[8000] = 1.5  # a little over full scale (float headroom) is a recording
     sf.write(path, y, 16000, subtype="FLOAT")
     assert load_audio(path).max() == pytest.approx(1.5, abs=0.1)
+
+
+@pytest.mark.parametrize("sr", [16000, 48000])
+def test_blocks_before_a_bad_one_are_given_although_the_file_is_read_ahead(tmp_path: Path, sr: int) -> None:
+    """iter_blocks reads many blocks per call; a NaN in block 5 still hands out blocks 0-4 first."""
+    y = tone_and_noise(10 * sr, sr=sr, seed=2).astype(np.float32)
+    y[5 * sr + 10] = np.nan
+    path = tmp_path / "nan-later.wav"
+    sf.write(path, y, sr, subtype="FLOAT")
+    got = []
+    with pytest.raises(AudioFileError, match="NaN"):
+        for block in iter_blocks(path, block_frames=sr, sample_rate=16000):
+            got.append(block)
+    assert len(got) == 5
+    good = tmp_path / "good.wav"
+    sf.write(good, y[: 5 * sr], sr, subtype="FLOAT")
+    n = 4 * 16000  # the resampler's last block differs at the cut: compare the first four seconds
+    np.testing.assert_allclose(np.concatenate(got)[:n], load_audio(good, sample_rate=16000)[:n], atol=2e-3)

@@ -162,10 +162,18 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(y, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
 
+#: Frames :func:`iter_blocks` reads from the file per call (at most; whole blocks).
+READ_AHEAD_FRAMES = 65536
+
+
 def _check_samples(path: str | os.PathLike[str], x: np.ndarray) -> None:
+    if not x.size:
+        return
+    peak = max(float(x.max()), -float(x.min()))  # NaN propagates through both: one check for all
+    if peak <= MAX_ABS_SAMPLE:
+        return
     if not np.isfinite(x).all():
         raise AudioFileError(path, "contains NaN or infinite samples")
-    peak = float(np.abs(x).max()) if x.size else 0.0
     if peak > MAX_ABS_SAMPLE:
         raise AudioFileError(path, f"samples far beyond full scale (peak {peak:.3g}; at most {MAX_ABS_SAMPLE:g} "
                                    "is accepted): not a recording")
@@ -209,11 +217,14 @@ def iter_blocks(
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of a file of any length, resampled on the fly (for replay).
 
-    Memory stays bounded by ``block_frames``; the last block may be shorter. A block with
+    Memory stays bounded by a few blocks: the file is read up to :data:`READ_AHEAD_FRAMES` frames
+    at a time (libsndfile's per-call cost, three seeks included, is then paid once per read, not
+    once per block) and handed out block by block; the last block may be shorter. A block with
     non-finite or out-of-range samples raises :class:`AudioFileError` (blocks before it were given).
     """
     if block_frames <= 0:
         raise ValueError(f"block_frames must be positive, got {block_frames}")
+    read_frames = max(1, READ_AHEAD_FRAMES // block_frames) * block_frames
     with _open(path, sensor=sensor) as f:
         sr = int(f.samplerate)
         if channel is not None and not -f.channels <= channel < f.channels:
@@ -223,17 +234,19 @@ def iter_blocks(
         )
         while True:
             try:
-                x = f.read(block_frames, dtype="float32", always_2d=True)
+                x = f.read(read_frames, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioFileError(path, f"read failed ({_clean(exc)})") from exc
-            last = x.shape[0] < block_frames
-            _check_samples(path, x)
-            y = to_mono(x, channel=channel)
-            if stream is not None:
-                y = stream.resample_chunk(y, last=last)
-            if y.size:
-                yield y
-            if last:
+            end = x.shape[0] < read_frames
+            for at in range(0, max(x.shape[0], 1), block_frames):
+                part = x[at : at + block_frames]
+                _check_samples(path, part)
+                y = to_mono(part, channel=channel)
+                if stream is not None:
+                    y = stream.resample_chunk(y, last=end and at + block_frames >= x.shape[0])
+                if y.size:
+                    yield y
+            if end:
                 return
 
 
