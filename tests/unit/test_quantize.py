@@ -97,3 +97,30 @@ def test_decide_names_every_check_int8_fails() -> None:
                                                   "its decisions agree with fp32 on 95.00% of held-out windows"]
     assert "0.7950 against 0.9000" in failed[2]
     assert decide(base, {**base, "auc": 0.88}, 1.0, Tolerances(metric=0.05)) == []
+
+
+@pytest.mark.slow
+def test_bldc_anomaly_model_keeps_fp32_judged_on_an_unseen_motor(shared_data: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Real recordings: a Mahalanobis model of healthy motors M2 and M3, quantized with their sound,
+    compared on motor M1 (healthy and propeller fault) that neither training nor calibration heard."""
+    bldc = shared_data / "bldc-motor-sound"
+    train_tree, test_tree = tmp_path / "train", tmp_path / "test"
+    for m in ("M2", "M3"):
+        (train_tree / "Healthy").mkdir(parents=True, exist_ok=True)
+        (train_tree / "Healthy" / m).symlink_to(bldc / "Healthy" / m, target_is_directory=True)
+    for label in ("Healthy", "Propeller"):
+        (test_tree / label).mkdir(parents=True)
+        (test_tree / label / "M1").symlink_to(bldc / label / "M1", target_is_directory=True)
+    model, out = tmp_path / "maha.onnx", tmp_path / "q.onnx"
+    front = ["--sample-rate", "16000", "--n-fft", "512", "--hop-length", "256", "--n-mels", "32", "--window-seconds", "1"]
+    assert main(["train", "--data", str(train_tree), "--kind", "anomaly", "--method", "mahalanobis", "--normal-label",
+                 "Healthy", "--out", str(model), *front]) == 0
+    capsys.readouterr()
+    assert main(["quantize", "--model", str(model), "--data", str(train_tree), "--eval-data", str(test_tree),
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"--eval-data {test_tree}" in text and "int8 not kept: it is larger" in text and "kept fp32" in text
+    assert out.read_bytes() == model.read_bytes()
+    auc = {w[0]: (float(w[1]), float(w[2])) for w in (ln.split() for ln in text.splitlines()) if w and w[0] == "auc"}
+    assert 0.5 < auc["auc"][0] <= 1.0  # the fp32 figure on the unseen motor is a real one
