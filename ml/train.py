@@ -29,6 +29,7 @@ from audioclassifier.learning import FORMAT_VERSION as LEARNING_FORMAT
 from audioclassifier.learning import MIN_WINDOWS, WARN_WINDOWS, LearningError, check_window_count
 from ml.anomaly import AnomalyConfig, fit_method, fit_stats, score_windows, selection_report
 from ml.calibrate import confidence_threshold, gamma_threshold
+from ml.classical import ClassicalConfig, ClassicalError, fit_classical
 from ml.classifier import ClassifierConfig, fit_classifier, predict_probs
 from ml.dataset import Item, scan_tree
 from ml.export import to_onnx
@@ -37,7 +38,10 @@ from ml.modelcard import save_with_card
 from ml.splits import Split, SplitError, plan_split
 from ml.windows import WindowSet, describe, load_windows
 
-__all__ = ["TrainOptions", "TrainResult", "TrainError", "train"]
+__all__ = ["KINDS", "TrainOptions", "TrainResult", "TrainError", "train"]
+
+#: what ``--kind`` trains: an anomaly model, the CNN classifier, the MFCC + linear/SVM classifier
+KINDS = ("anomaly", "classifier", "classical")
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ class TrainOptions:
     learning_method: str = "mahalanobis"
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    classical: ClassicalConfig = field(default_factory=ClassicalConfig)
 
 
 @dataclass
@@ -234,19 +239,29 @@ def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
 
 def _classifier(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions, labels: list[str],
                 say: Callable[[str], None]) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train the CNN; calibrate the unknown cut on validation windows."""
+    """Train the CNN (``--kind classifier``) or the MFCC + grid-searched linear/SVM model (``--kind
+    classical``); calibrate the unknown cut on validation windows."""
     lab_idx = {lab: i for i, lab in enumerate(labels)}
     y = np.array([lab_idx[v] for v in ws.labels], dtype=np.int64)
     fi = ws.file_index
     in_tr, in_va = np.isin(fi, tr), np.isin(fi, va)
-    cfg = ClassifierConfig(**{**o.classifier.__dict__})
-    if o.epochs is not None:
-        cfg.epochs = o.epochs
-    say(f"classifier: {int(in_tr.sum())} training windows, {int(in_va.sum())} validation windows, labels {labels}")
+    say(f"{o.kind}: {int(in_tr.sum())} training windows, {int(in_va.sum())} validation windows, labels {labels}")
     t0 = time.perf_counter()
-    model, history = fit_classifier(ws.x[in_tr], y[in_tr], len(labels), cfg, seed=o.seed,
-                                    x_val=ws.x[in_va], y_val=y[in_va], progress=say)
-    info: dict[str, Any] = {"method": "stats+cnn", "history": history, "fit_seconds": round(time.perf_counter() - t0, 2)}
+    info: dict[str, Any]
+    model: torch.nn.Module
+    if o.kind == "classical":
+        try:
+            model, info = fit_classical(ws.x[in_tr], y[in_tr], ws.groups[in_tr], fi[in_tr], len(labels), o.classical,
+                                        seed=o.seed, progress=say)
+        except ClassicalError as exc:
+            raise TrainError(str(exc)) from None
+    else:
+        cfg = ClassifierConfig(**{**o.classifier.__dict__})
+        if o.epochs is not None:
+            cfg.epochs = o.epochs
+        model, history = fit_classifier(ws.x[in_tr], y[in_tr], len(labels), cfg, seed=o.seed,
+                                        x_val=ws.x[in_va], y_val=y[in_va], progress=say)
+        info = {"method": "stats+cnn", "history": history, "fit_seconds": round(time.perf_counter() - t0, 2)}
     p = predict_probs(model, ws.x[in_va])
     yv = y[in_va]
     if len(p):
@@ -274,8 +289,8 @@ def _scan(root: Path, what: str, sensor: bool) -> list[Item]:
 
 
 def _check_options(o: TrainOptions) -> None:
-    if o.kind not in ("anomaly", "classifier"):
-        raise TrainError(f"--kind must be anomaly or classifier, got {o.kind!r}")
+    if o.kind not in KINDS:
+        raise TrainError(f"--kind must be one of {', '.join(KINDS)}, got {o.kind!r}")
     if not 0 <= o.val_fraction < 1:
         raise TrainError(f"--val-fraction must be in [0, 1), got {o.val_fraction:g}")
     if o.val_data is not None and o.val_groups:
@@ -345,7 +360,7 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
         raise TrainError(f"{data}: no '{o.normal_label}' folder (labels found: {', '.join(labels_all)}); "
                          "use --normal-label to name the normal class")
     if o.kind != "anomaly" and len(labels_all) < 2:
-        raise TrainError(f"{data}: a {o.kind} needs at least two labels, found only '{labels_all[0]}'; "
+        raise TrainError(f"{data}: --kind {o.kind} needs at least two labels, found only '{labels_all[0]}'; "
                          "train an anomaly model (--kind anomaly) on one label")
     val_items = _scan(Path(o.val_data), "--val-data", o.sensor) if o.val_data is not None else []
     if val_items:
@@ -401,7 +416,7 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
     extra["channels"] = channels_block(o.channel, ws, o.sensor)
     seconds = time.perf_counter() - t_start
     frames = ws.x.shape[2]
-    card_kind = "anomaly" if o.kind == "anomaly" else "classifier"
+    card_kind = "anomaly" if o.kind == "anomaly" else "classifier"  # classical: a classifier to the module
     proto = to_onnx(model, kind=card_kind, n_mels=o.params.n_mels, frames=frames, embedding="learning" in extra)
     trained = {
         "dataset": o.dataset_note or describe_dataset(data, ws),
@@ -409,7 +424,9 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
         "git": _git(),
         "seed": o.seed,
         "method": info["method"],
-        "selection": info.get("selection", "validation balanced accuracy per epoch (early stopping)"),
+        "selection": info.get("selection", "grid search: mean balanced accuracy of group-aware cross-validation "
+                              "on the training windows" if o.kind == "classical" else
+                              "validation balanced accuracy per epoch (early stopping)"),
         "split": sp.describe(),
         "split_notes": list(sp.warnings),
         "files": {"train": len(tr), "validation": len(va), "failed": len(ws.failed)},

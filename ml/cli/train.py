@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from audioclassifier.argtypes import int_at_least
 from ml.cli.frontend_options import add_frontend_options, frontend_params
 
 
@@ -12,15 +13,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the verb and its options."""
     p = sub.add_parser(
         "train",
-        help="train an anomaly model or a classifier -> ONNX with model card",
+        help="train an anomaly model or a classifier (CNN or MFCC + SVM/logistic regression) -> ONNX with model card",
         description="Train on a tree DATA/<label>/<machine>/*.wav. The split keeps machines (the second "
         "folder) apart. --kind anomaly learns from the normal label only (other labels choose the method "
         "and give validation metrics); --kind classifier learns every label. Exit code 0 on success, "
         "2 on bad data or options.",
     )
     p.add_argument("--data", required=True, type=Path, help="dataset tree ROOT/<label>/[<machine>/]*.wav")
-    p.add_argument("--kind", required=True, choices=("anomaly", "classifier"),
-                   help="anomaly: learns normal only; classifier: statistics + CNN")
+    p.add_argument("--kind", required=True, choices=("anomaly", "classifier", "classical"),
+                   help="anomaly: learns normal only; classifier: statistics + CNN; classical: MFCC statistics + "
+                   "logistic regression / linear SVM / RBF SVM by grid search (all in the ONNX graph)")
     p.add_argument("--out", required=True, type=Path, help="ONNX file to write")
     p.add_argument("--seed", type=int, default=0, help="random seed: same data + seed = same model (default 0)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs of the networks (early stopping may end sooner)")
@@ -59,6 +61,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--augment", action="store_true",
                    help="classifier: augment the log-mel windows (gain, noise, background, shifts, masks); off by "
                    "default, as it lowered accuracy on unseen synthetic machines")
+    p.add_argument("--n-mfcc", type=int_at_least(1), default=20,
+                   help="classical: MFCCs per frame (default 20; at most --n-mels)")
+    p.add_argument("--mfcc-level", action="store_true",
+                   help="classical: keep the mean of c0 (the window's level; off by default: gain is not a fault)")
+    p.add_argument("--cv-folds", type=int_at_least(2), default=5,
+                   help="classical: cross-validation folds of the grid search (default 5; fewer groups, fewer folds)")
     add_frontend_options(p)
     return p
 
@@ -93,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
                         val_data=args.val_data, test_data=args.test_data, sensor=args.sensor,
                         allow_upsampling=args.allow_upsampling)
     opts.classifier.augment = args.augment
+    opts.classical.n_mfcc, opts.classical.level, opts.classical.folds = args.n_mfcc, args.mfcc_level, args.cv_folds
+    if args.kind == "classical" and args.n_mfcc > params.n_mels:
+        print(f"train: --n-mfcc {args.n_mfcc} is more than --n-mels {params.n_mels}")
+        return 2
     try:
         train(opts, say=lambda s: print(s, flush=True))
     except TrainError as exc:

@@ -15,6 +15,7 @@ from audioclassifier.backends import OpenVinoBackend
 from audioclassifier.card import ModelCard, read_card
 from audioclassifier.features import LogMelParams
 from ml.anomaly import AnomalyConfig, fit_ae, fit_gmm, fit_mahalanobis
+from ml.classical import ClassicalConfig, fit_classical
 from ml.export import INPUT_NAME, check_contract, export_onnx
 from ml.models import ConvClassifier
 
@@ -37,6 +38,17 @@ def _card(kind: str, labels: tuple[str, ...]) -> ModelCard:
                      threshold_method="test", version=f"{kind}-test")
 
 
+def _classical(x: np.ndarray, model: str, labels: int) -> torch.nn.Module:
+    """A fitted MFCC + ``model`` classifier: ``labels`` classes told apart by a band's level."""
+    y = np.arange(len(x)) % labels
+    x = x.copy()
+    x[:, 4:8] += 4.0 * y[:, None, None]
+    files = np.arange(len(x)) // 10
+    cfg = ClassicalConfig(models=(model,), c_values=(1.0,), gamma_factors=(1.0,), folds=3)
+    m, _ = fit_classical(x, y, np.array([f"m{f % 3}" for f in files]), files, labels, cfg, progress=lambda s: None)
+    return m
+
+
 def _models() -> dict[str, tuple[torch.nn.Module, ModelCard]]:
     x = _windows(200, 0)
     cfg = AnomalyConfig(gmm_n_init=1, stats_parts=("mean", "std", "delta"))
@@ -50,7 +62,15 @@ def _models() -> dict[str, tuple[torch.nn.Module, ModelCard]]:
         "gmm-default": (fit_gmm(x, AnomalyConfig(gmm_n_init=1), components=2), _card("anomaly", ("normal", "anomaly"))),
         "ae": (fit_ae(x, cfg, epochs=1, progress=lambda s: None), _card("anomaly", ("normal", "anomaly"))),
         "cnn": (clf, _card("classifier", ("normal", "bearing", "imbalance"))),
+        # the classical kind: MFCC statistics and the fitted scikit-learn model as tensor arithmetic
+        "classical-svm-rbf": (_classical(x, "svm-rbf", 3), _card("classifier", ("normal", "bearing", "imbalance"))),
+        "classical-svm-linear": (_classical(x, "svm-linear", 2), _card("classifier", ("normal", "bearing"))),
+        "classical-logreg": (_classical(x, "logreg", 3), _card("classifier", ("normal", "bearing", "imbalance"))),
     }
+
+
+NAMES = ["mahalanobis", "gmm", "gmm-default", "ae", "cnn", "classical-svm-rbf", "classical-svm-linear",
+         "classical-logreg"]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +79,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[torch.
     return {name: (m, export_onnx(m, card, base / f"{name}.onnx")) for name, (m, card) in _models().items()}
 
 
-@pytest.mark.parametrize("name", ["mahalanobis", "gmm", "gmm-default", "ae", "cnn"])
+@pytest.mark.parametrize("name", NAMES)
 def test_torch_onnxruntime_openvino_agree(exported: dict[str, tuple[torch.nn.Module, Path]], name: str) -> None:
     model, path = exported[name]
     x = _windows(7, 1)
@@ -75,13 +95,14 @@ def test_torch_onnxruntime_openvino_agree(exported: dict[str, tuple[torch.nn.Mod
         tol = 1e-4 * max(1.0, float(np.abs(want).max()))
         np.testing.assert_allclose(got_ort, want, rtol=1e-4, atol=tol)
         np.testing.assert_allclose(got_ov, want, rtol=1e-3, atol=10 * tol)
-    if name == "cnn":
+    if name == "cnn" or name.startswith("classical"):
         np.testing.assert_allclose(ref.sum(axis=1), 1.0, atol=1e-5)
+        assert np.ptp(ref) > 0.05  # the windows get different probabilities: the comparison means something
     else:
         assert ref.ndim == 1
 
 
-@pytest.mark.parametrize("name", ["mahalanobis", "gmm", "gmm-default", "ae", "cnn"])
+@pytest.mark.parametrize("name", NAMES)
 def test_contract_and_card(exported: dict[str, tuple[torch.nn.Module, Path]], name: str) -> None:
     _, path = exported[name]
     card = read_card(path)

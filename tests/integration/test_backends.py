@@ -223,3 +223,45 @@ def test_module_scores_agree_across_backends_and_with_ml_predict(tmp_path: Path)
     offline = np.array(rec["window_scores"])
     assert len(b) <= len(offline) <= len(b) + 1
     np.testing.assert_allclose(offline[: len(b)], b, rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_module_runs_a_classical_model_as_trained(tmp_path: Path) -> None:
+    """``ml train --kind classical`` (MFCC + grid-searched SVM/logistic regression, all in the graph):
+    the real module scores it with each backend as ``ml predict`` does, with no edit of the model."""
+    import soundfile as sf
+
+    from harness.trees import PARAMS, make_tree
+    from ml import synth
+
+    tree = make_tree(tmp_path / "train", labels={"normal": 2, "bearing": 2}, machines=(0, 1, 2), seconds=3.0)
+    model = tmp_path / "classical.onnx"
+    res = subprocess.run([sys.executable, "-m", "ml", "train", "--data", str(tree), "--kind", "classical", "--out",
+                          str(model), "--seed", "1", "--n-mfcc", "16", "--sample-rate", "16000", "--n-fft", "512",
+                          "--hop-length", "256", "--n-mels", str(PARAMS.n_mels), "--window-seconds", "1"],
+                         capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    m = synth.machine_params(0, seed=3)  # a trained machine, new clips: the point is the agreement
+    y = np.concatenate([synth.synth_clip(machine=m, fault=f, severity=0.0 if f == "normal" else 1.0, seconds=4.0,
+                                         sample_rate=16000, snr_db=6.0, rng=np.random.default_rng([99, i]))
+                        for i, f in enumerate(("normal", "bearing"))])
+    wav = tmp_path / "machine.wav"
+    sf.write(wav, y, 16000, subtype="PCM_16")
+    scores = {}
+    for backend in ("openvino", "onnxruntime"):
+        log = tmp_path / f"{backend}.jsonl"
+        res = run_module("--source", str(wav), "--speed", "max", "--backend", backend, "--model", str(model),
+                         "--local-out", str(tmp_path / backend), "--window-log", str(log), "--log-level", "WARNING",
+                         timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        scores[backend] = np.array([json.loads(line)["score"] for line in log.read_text().splitlines()], dtype=float)
+    a, b = scores["openvino"], scores["onnxruntime"]
+    assert a.shape == b.shape and len(a) >= 6
+    assert np.ptp(b) > 0.02 and (b >= 0).all() and (b <= 1).all()  # 1 - p(normal), not the same for every window
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+    res = subprocess.run([sys.executable, "-m", "ml", "predict", "--model", str(model), "--input", str(wav),
+                          "--hop-seconds", "1", "--per-window"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    offline = np.array(json.loads(res.stdout)["window_scores"])
+    assert len(b) <= len(offline) <= len(b) + 1
+    np.testing.assert_allclose(offline[: len(b)], b, rtol=0, atol=1e-4)
