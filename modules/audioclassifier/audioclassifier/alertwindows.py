@@ -15,7 +15,8 @@ name. :class:`AlertWindows` keeps both for the last ``keep`` alerts:
   records beyond ``keep`` are deleted, on disk and in memory.
 
 It also keeps the embeddings of the last :data:`RECENT_WINDOWS` scored windows that were *not* over
-the threshold: the machine's recent normal sound, from which a first false alarm starts a learned
+the threshold (less the windows that overlap the first window of a run over it: the sound that
+alarmed had begun in them): the machine's recent normal sound, from which a first false alarm starts a learned
 model when none exists (:meth:`audioclassifier.onsite.OnsiteLearning.accept`).
 
 Memory: ``keep`` × 64 × D float32 for the records and :data:`RECENT_WINDOWS` × D for the recent
@@ -113,13 +114,17 @@ class AlertWindows:
 
     # -- the worker feeds it ----------------------------------------------------------------------
 
-    def window(self, embedding: np.ndarray | None, *, over: bool) -> None:
-        """A scored window (``over``: over the threshold); a window without embedding ends the run."""
+    def window(self, embedding: np.ndarray | None, *, over: bool, overlap: int = 0) -> None:
+        """A scored window (``over``: over the threshold); a window without embedding ends the run.
+        ``overlap``: how many windows before this one share audio with it (window length over hop, less one)."""
         if embedding is None or not over:
             self.end_run()
             if embedding is not None:
                 self._recent.append(np.asarray(embedding, dtype=np.float32).reshape(-1))
             return
+        if not self._run:  # a run begins: the windows it overlaps heard its start
+            for _ in range(min(overlap, len(self._recent))):
+                self._recent.pop()
         e = np.asarray(embedding, dtype=np.float32).reshape(-1)
         self._run.append(e)
         if self._open is not None and len(self._open.windows) < MAX_ACCEPTED_WINDOWS:

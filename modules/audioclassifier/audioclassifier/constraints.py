@@ -279,7 +279,7 @@ METHODS: dict[str, dict[str, Param]] = {
     )},
     "feedback": {p.name: p for p in (
         Param("seq", int, None, "the alert's `seq` (in its message and its clip's name, `-a<seq>`)", lo=1,
-              hi=2**53, required=True, accepts="whole number >= 1"),
+              required=True),
         Param("verdict", str, None, "`false_alarm`: the alert's sound is normal for this machine (it joins the "
               "learned normal model and stops alarming); `confirmed`: the alert was right; `undo`: withdraw the "
               "verdict given on that alert", choices=("false_alarm", "confirmed", "undo"), required=True),

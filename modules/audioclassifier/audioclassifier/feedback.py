@@ -96,8 +96,8 @@ class Feedback:
                  "alert_time": iso_utc(record.time), "score": record.score}
         if verdict == "false_alarm":
             entry["normal_model"] = self._teach(seq, record, entry, alerts, onsite, hop_seconds)
-        self._keep(entry)
         self.counts[verdict] += 1
+        self._keep(entry)
         log.info("feedback: alert %d (%s, clip %s) marked %s, label %s", seq, record.machine, record.clip, verdict,
                  label)
         return {**self._answer(entry), "changed": True}
@@ -139,8 +139,8 @@ class Feedback:
         undone = {**standing, "verdict": "undone", "undid": standing["verdict"], "at": iso_utc(time.time())}
         if standing["verdict"] == "false_alarm":
             undone["normal_model"] = onsite.forget(seq)
-        self._keep(undone)
         self.counts["undo"] += 1
+        self._keep(undone)
         log.info("feedback: the %s verdict on alert %d is undone", standing["verdict"], seq)
         return {**self._answer(undone), "changed": True}
 

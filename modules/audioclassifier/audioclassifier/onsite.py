@@ -21,7 +21,9 @@ Feedback (:mod:`audioclassifier.feedback`) teaches the learned model in force: :
 adds a false alarm's windows as an accepted sound (:meth:`audioclassifier.learning.NormalModel.accept`),
 :meth:`~OnsiteLearning.forget` removes it (undo); both are saved at once. When no learned model exists
 yet (the card's model alone), the first false alarm *starts* one: fitted on the recent windows the
-card's model found normal (given by the caller), plus the accepted sound. The card's score, in other
+card's model found normal (given by the caller; at least
+:data:`~audioclassifier.learning.WARN_WINDOWS` of them, so the threshold rests on more than a guess),
+plus the accepted sound. The card's score, in other
 units, has no place for an accepted sound, and those windows are the machine's normal sound as far as
 anyone knows; undoing that false alarm (no other accepted sound left) drops the started model again,
 back to the card's. A relearn keeps the accepted sounds (the technician's word outlives a new fit).
@@ -53,7 +55,7 @@ from audioclassifier.clips import safe_part
 from audioclassifier.constraints import METHODS, ConstraintError
 from audioclassifier.durable import atomic_file
 from audioclassifier.errors import AuscultError
-from audioclassifier.learning import MIN_WINDOWS, LearningError, NormalModel, fit_normal
+from audioclassifier.learning import WARN_WINDOWS, LearningError, NormalModel, fit_normal
 
 __all__ = ["LearnedStore", "OnsiteError", "OnsiteLearning", "fingerprint"]
 
@@ -293,9 +295,9 @@ class OnsiteLearning:
             raise OnsiteError("on-site learning is running: mark the false alarm once it is done")
         base, seeded = self.model, False
         if base is None:
-            if len(recent) < MIN_WINDOWS:
+            if len(recent) < WARN_WINDOWS:
                 raise OnsiteError(f"no learned model for {self._machine} yet, and {len(recent)} recent normal "
-                                  f"window(s) to start one from (at least {MIN_WINDOWS}): let the module listen "
+                                  f"window(s) to start one from (at least {WARN_WINDOWS}): let the module listen "
                                   "a little longer, or learn (the learn method)")
             block = self._card.learning
             try:

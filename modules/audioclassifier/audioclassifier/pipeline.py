@@ -14,6 +14,7 @@ counters and the state. :meth:`Pipeline.execute` applies a command from the queu
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import replace
@@ -231,7 +232,8 @@ class Pipeline:
             self.calibration.window(score, held_back=self.detector.observe(score, w.end_offset))
             self.alert_windows.window(embedding, over=False)
         else:
-            self.alert_windows.window(embedding, over=score > self.detector.threshold)
+            overlap = math.ceil(self.model.card.window_seconds / self.hop_seconds - 1e-9) - 1
+            self.alert_windows.window(embedding, over=score > self.detector.threshold, overlap=overlap)
             if self.detector.update(score, w.end_offset):
                 self._flagged.append((w, score, label, self.alert_windows.flagged(self.onsite.fingerprint)))
                 self._release_flagged()
