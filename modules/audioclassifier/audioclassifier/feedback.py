@@ -104,7 +104,7 @@ class Feedback:
 
     def status(self, onsite: OnsiteLearning, alerts: AlertWindows) -> dict[str, Any]:
         """Counters, what stands now, the last verdict; the same keys always (the twin merges)."""
-        standing = [v for v in self.verdicts.values() if v["verdict"] != "undone"]
+        standing = [v for v in list(self.verdicts.values()) if v["verdict"] != "undone"]
         model = onsite.model
         return {"given": dict(self.counts),
                 "false_alarms": sum(v["verdict"] == "false_alarm" for v in standing),

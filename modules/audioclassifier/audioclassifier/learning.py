@@ -180,9 +180,14 @@ class NormalModel:
     meta: dict[str, Any] = field(default_factory=dict)
     accepted: tuple[Accepted, ...] = ()
     _parts: tuple[tuple[np.ndarray, np.ndarray], ...] = field(init=False, repr=False, compare=False, default=())
+    _stacked: tuple[np.ndarray, np.ndarray] | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_parts", tuple(self._component(a.windows) for a in self.accepted))
+        parts = tuple(self._component(a.windows) for a in self.accepted)
+        object.__setattr__(self, "_parts", parts)
+        if parts and self.method == "mahalanobis":  # the means (K, D) and precisions (K, D, D), stacked once
+            stacked = (np.concatenate([mu for mu, _ in parts]), np.stack([prec for _, prec in parts]))
+            object.__setattr__(self, "_stacked", stacked)
 
     @property
     def dim(self) -> int:
@@ -199,8 +204,15 @@ class NormalModel:
         sound's where that is lower."""
         x = _as_embeddings(embeddings, dim=self.dim)
         out = _score(self.method, self.refs, self.precision, self.k, x)
-        for refs, prec in self._parts:
-            np.minimum(out, _score(self.method, refs, prec, self.k, x), out=out)
+        if self._stacked is not None:  # all the accepted Gaussians at once, in bounded blocks
+            mus, precs = self._stacked
+            for i in range(0, len(x), 256):
+                z = x[None, i : i + 256, :] - mus[:, None, :]  # (K, n, D)
+                near = ((z @ precs) * z).sum(-1).min(0) / self.dim
+                np.minimum(out[i : i + 256], near, out=out[i : i + 256])
+        else:
+            for refs, prec in self._parts:
+                np.minimum(out, _score(self.method, refs, prec, self.k, x), out=out)
         return out
 
     # -- accepted sounds (feedback) ---------------------------------------------------------------
