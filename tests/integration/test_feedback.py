@@ -84,6 +84,7 @@ class Device:
         return rt, new
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("learned", "hum_db"), [(True, -25.0), (False, -12.0)], ids=["learned", "card-model-alone"])
 def test_a_false_alarm_stops_recurring_on_the_same_sound_and_a_fault_still_alerts(sounds, tmp_path: Path,
                                                                                   learned: bool, hum_db: float) -> None:

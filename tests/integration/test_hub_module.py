@@ -420,6 +420,7 @@ def test_on_site_learning_is_reported_and_the_learn_method_relearns(plain_module
     assert module.wait(30) == 0
 
 
+@pytest.mark.slow
 def test_feedback_a_false_alarm_stops_recurring_and_a_confirmed_clip_reaches_dataset_pull(module, hub, azurite,
                                                                                          tmp_path) -> None:
     """Issue 12, part 1, through the real module, broker, responder and Azurite. The shipped model
