@@ -135,13 +135,13 @@ class AlertWindows:
         self._run.clear()
         if self._open is not None:
             record, self._open = self._open, None
-            if record.seq >= 0 and len(record.windows) > record.saved:
+            if record.seq in self._records and len(record.windows) > record.saved:  # not pruned meanwhile
                 self._save(record)
 
     def flagged(self, fingerprint: str | None) -> AlertRecord:
         """The detector flagged the last window: a record with the run's windows (embeddings of the
         front end and embedding ``fingerprint`` names), open while the run goes on."""
-        if self._open is not None and self._open.seq >= 0 and len(self._open.windows) > self._open.saved:
+        if self._open is not None and self._open.seq in self._records and len(self._open.windows) > self._open.saved:
             self._save(self._open)
         self._open = AlertRecord(windows=list(self._run), fingerprint=fingerprint)
         return self._open
