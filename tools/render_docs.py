@@ -3,8 +3,9 @@
     python tools/render_docs.py           # rewrite the tables in place
     python tools/render_docs.py --check   # exit 1 if the docs differ from the code (tests do this)
 
-Blocks: ``settings`` (the twin's desired properties), ``captureClip`` and ``calibrate`` (method
-arguments), ``options`` (start-up options that are not twin settings).
+Blocks: ``settings`` (the twin's desired properties), one per direct method with arguments
+(``captureClip``, ``calibrate``, ``learn``, ``feedback``), ``options`` (start-up options that are not
+twin settings).
 """
 
 from __future__ import annotations

@@ -6,4 +6,4 @@ and ``--help`` is instant; each ``run`` imports what its verb needs.
 """
 
 #: verb name -> module under ml.cli; the order is the order of ``--help``.
-VERBS = ("synth", "convert", "train", "evaluate", "predict", "export", "quantize", "cluster")
+VERBS = ("synth", "convert", "train", "evaluate", "predict", "export", "quantize", "cluster", "dataset")

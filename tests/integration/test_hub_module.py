@@ -418,3 +418,100 @@ def test_on_site_learning_is_reported_and_the_learn_method_relearns(plain_module
     assert status == 200 and body["learning"]["state"] == "learned" and body["threshold"] == second["threshold"]
     module.proc.send_signal(signal.SIGTERM)
     assert module.wait(30) == 0
+
+
+@pytest.mark.slow
+def test_feedback_a_false_alarm_stops_recurring_and_a_confirmed_clip_reaches_dataset_pull(module, hub, azurite,
+                                                                                         tmp_path) -> None:
+    """Issue 12, part 1, through the real module, broker, responder and Azurite. The shipped model
+    learns the machine (30 s), then a new hum alerts; ``feedback`` false_alarm on it: no further alert
+    on the hum, reported under ``feedback``. Restarted on a bearing fault with storage down, an alert
+    is ``confirmed`` as ``bearing`` while its clip waits in the spool; once storage is back the clip
+    is uploaded with its mark, and ``python -m ml dataset pull`` puts it in ``bearing/pump-1/``."""
+    import numpy as np
+    import soundfile as sf
+
+    sr = 16000
+
+    def synth(name: str, seconds: int, *extra: str) -> np.ndarray:
+        out = tmp_path / f"{name}.wav"
+        subprocess.run([sys.executable, "-m", "ml", "synth", "--long-seconds", str(seconds), "--seed", "3",
+                        "--machine-id", "0", "--snr-db", "6", "--out", str(out), *extra],
+                       check=True, capture_output=True, cwd=REPO, timeout=120)
+        return sf.read(out, dtype="float32")[0]
+
+    t = np.arange(110 * sr) / sr
+    hum = (sum(np.sin(2 * np.pi * 150 * k * t + k) / k for k in range(1, 6)) * 10 ** (-25 / 20)).astype(np.float32)
+    audio = synth("healthy", 150)
+    audio[40 * sr:] += hum
+    sf.write(tmp_path / "hum.wav", audio, sr)
+    fault = synth("bearing", 40, "--fault", "bearing", "--fault-start", "5", "--ramp-seconds", "3")
+    sf.write(tmp_path / "fault.wav", fault, sr)
+    default_model = REPO / "modules" / "audioclassifier" / "audioclassifier" / "models" / "model.onnx"
+    detection = ("--threshold", "", "--consecutive", "2", "--cooldown-seconds", "5")
+
+    module.start(tmp_path / "hum.wav", default_model, speed="3", extra=(*detection, "--learn-seconds", "30"))
+    first = hub.wait_for(lambda h: next((a for a in h.outputs("alerts") if a.body["audio_offset_seconds"] >= 41),
+                                        None), 90).body
+    for bad in ({"verdict": "false_alarm"}, {"seq": 0, "verdict": "false_alarm"}, {"seq": first["seq"], "verdict": "no"},
+                {"seq": first["seq"], "verdict": "confirmed", "label": "x" * 65}):
+        status, body = hub.invoke("feedback", bad)
+        assert status == 400 and "error" in body, (bad, body)
+    status, body = hub.invoke("feedback", {"seq": 10**6, "verdict": "false_alarm"})
+    assert status == 404 and "unknown" in body["error"], body
+    status, body = hub.invoke("feedback", {"seq": first["seq"], "verdict": "false_alarm", "note": "new extractor fan"})
+    assert status == 200 and body["normal_model"]["accepted"] == 1 and body["mark"] == "queued", body
+    applied_at = hub.invoke("getStatus")[1]["audio_seconds"]
+    hub.wait_for(lambda h: (h.reported.get("feedback") or {}).get("false_alarms") == 1, 15)
+    assert hub.reported["feedback"]["accepted_sounds"] == 1 and hub.reported["learning"]["accepted"] == 1
+    assert hub.invoke("feedback", {"seq": first["seq"], "verdict": "confirmed"})[0] == 409  # undo first
+    assert module.wait(90) == 0
+    hub.wait_for(lambda h: len({a.body["seq"] for a in h.outputs("alerts")}) >= module.alerts_emitted(1), 15)
+    before = [a.body for a in dedupe_by_seq(hub.outputs("alerts")) if a.body["audio_offset_seconds"] < applied_at]
+    after = [a.body for a in dedupe_by_seq(hub.outputs("alerts")) if a.body["audio_offset_seconds"] > applied_at + 3]
+    assert len(before) >= 2 and after == [], (applied_at, [a["audio_offset_seconds"] for a in after])
+    print(f"feedback_e2e: hum alerts before the verdict {len(before)} (in {applied_at - 40:.0f} s), after it "
+          f"{len(after)} (in {150 - applied_at:.0f} s)")
+    container = module.env["AUSCULT_BLOB_CONTAINER"]
+    blob = azurite.container(container).get_blob_client(first["clip"])
+    assert wait_until(lambda: blob.exists() and blob.get_blob_properties().metadata.get("auscult_verdict")
+                      == "false_alarm", 30), "the false alarm's clip was not marked"
+
+    azurite.stop()  # the fault is heard while storage is down: its clips wait in the spool
+    try:
+        module.start(tmp_path / "fault.wav", default_model, speed="2", extra=detection)
+        n_before = len({a.body["seq"] for a in hub.outputs("alerts")})
+        alert = hub.wait_for(lambda h: next((a for a in h.outputs("alerts") if a.body["seq"] > first["seq"]
+                                             and a.body["audio_offset_seconds"] >= 5 and a.body["clip"]
+                                             and a.body["clip"] in spool_clips(module.env)), None), 60).body
+        status, body = hub.invoke("feedback", {"seq": alert["seq"], "verdict": "confirmed", "label": "bearing",
+                                               "note": "outer race, grinding"})
+        assert status == 200 and body["label"] == "bearing" and body["mark"] == "queued", body
+        assert module.wait(60) == 0
+        assert alert["clip"] in spool_clips(module.env)  # still waiting: storage is down
+    finally:
+        azurite.start()
+    assert len({a.body["seq"] for a in hub.outputs("alerts")}) > n_before
+    module.start(tmp_path / "fault.wav", default_model, speed="4", extra=detection)  # storage back
+    blob = azurite.container(container).get_blob_client(alert["clip"])
+    assert wait_until(lambda: blob.exists() and blob.get_blob_properties().metadata.get("auscult_label") == "bearing",
+                      30), "the confirmed clip was not uploaded with its mark"
+    assert blob.get_blob_tags()["auscult_verdict"] == "confirmed"
+    hub.wait_for(lambda h: (h.reported.get("feedback") or {}).get("confirmed") == 1, 15)
+    status, body = hub.invoke("feedback", {"seq": first["seq"], "verdict": "undo"})
+    assert status == 200 and body["undid"] == "false_alarm" and body["normal_model"]["accepted"] == 0, body
+    module.proc.send_signal(signal.SIGTERM)
+    assert module.wait(30) == 0
+
+    out = tmp_path / "tree"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUSCULT_")}
+    env["AUSCULT_BLOB_CONNECTION_STRING"] = module.env["AUSCULT_BLOB_CONNECTION_STRING"]
+    r = subprocess.run([sys.executable, "-m", "ml", "dataset", "pull", "--out", str(out), "--container", container,
+                        "--ca-file", module.env["AUSCULT_CA_FILE"]], capture_output=True, text=True, cwd=REPO,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    day, name = alert["clip"].split("/")[1:]
+    pulled = out / "bearing" / "pump-1" / f"{day}_{name}"
+    assert pulled.read_bytes() == azurite.blobs(container)[alert["clip"]]
+    assert [p.parent.parent.name for p in out.rglob("*.wav")] == ["bearing"]  # the undone false alarm is not pulled
+    assert "outer race, grinding" in (out / "manifest.csv").read_text()

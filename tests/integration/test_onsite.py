@@ -25,7 +25,7 @@ from audioclassifier.sources import FileSource
 from harness.module import run_module
 from harness.paths import REPO
 
-KEYS = {"state", "seconds", "total", "windows", "threshold", "method", "warning", "error"}
+KEYS = {"state", "seconds", "total", "windows", "threshold", "method", "warning", "error", "accepted"}
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         log.error("output: %s", exc)
         return 2
+    from audioclassifier.alertwindows import AlertWindows
+    from audioclassifier.feedback import Feedback
     from audioclassifier.onsite import OnsiteLearning
     from audioclassifier.runtime import Runtime
 
@@ -111,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     onsite = OnsiteLearning(directory=Path(state_dir) / "learned", seconds=config.learn_seconds,
                             relearn=config.relearn, on_change=hub.on_learning if hub is not None else None)
     try:
+        # feedback's memory of the recent alerts and the verdicts: <state dir>/feedback/
+        feedback_dir = Path(state_dir) / "feedback"
         runtime = Runtime(source=source, model=model, settings=settings, sink=sink, backend=config.backend,
-                          state_path=Path(state_dir) / "sequence.json", window_log=config.window_log, onsite=onsite)
+                          state_path=Path(state_dir) / "sequence.json", window_log=config.window_log, onsite=onsite,
+                          alert_windows=AlertWindows(feedback_dir / "alerts", keep=config.feedback_alerts),
+                          feedback=Feedback(feedback_dir))
     except OSError as exc:
         log.error("output: %s", exc)
         (hub or sink).close()

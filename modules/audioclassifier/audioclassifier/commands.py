@@ -21,8 +21,8 @@ from audioclassifier.backends import LoadedModel
 from audioclassifier.capture import Capture
 from audioclassifier.settings import Settings
 
-__all__ = ["ApplySettings", "Command", "CommandQueue", "EndCalibration", "StartCalibration", "StartCapture",
-           "StartLearning", "SwapModel", "settles", "wait"]
+__all__ = ["ApplySettings", "Command", "CommandQueue", "EndCalibration", "GiveFeedback", "StartCalibration",
+           "StartCapture", "StartLearning", "SwapModel", "settles", "wait"]
 
 T = TypeVar("T")
 
@@ -78,6 +78,16 @@ class StartLearning(Command):
     """Start on-site learning over the next ``seconds``; the future gets the future of its final state."""
 
     seconds: float
+
+
+@dataclass(kw_only=True)
+class GiveFeedback(Command):
+    """A technician's verdict on alert ``seq`` (:mod:`audioclassifier.feedback`); the future gets what was done."""
+
+    seq: int
+    verdict: str
+    label: str | None = None
+    note: str | None = None
 
 
 class CommandQueue:

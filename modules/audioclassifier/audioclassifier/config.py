@@ -108,6 +108,7 @@ class Config:
     calibrate_percentile: float = 99.5
     learn_seconds: float = 0.0
     relearn: bool = False
+    feedback_alerts: int = 100
     local_out: Path = Path("auscult-out")
     window_log: Path | None = None
     self_test: bool = False
@@ -213,6 +214,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     for name in ("calibrate_seconds", "calibrate_percentile", "learn_seconds"):
         add_param(OPTIONS[name], "--" + name.replace("_", "-"), default=OPTIONS[name].default)
     add_flag(OPTIONS["relearn"])
+    add_param(OPTIONS["feedback_alerts"], "--feedback-alerts", default=OPTIONS["feedback_alerts"].default)
 
     group = out = p.add_argument_group("output")
     add_flag(Param("self_test", bool, False, "check the model and front end, print a JSON report, exit 0 if all "
@@ -272,6 +274,7 @@ def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
         model=Path(args.model), backend=args.backend, settings=settings,
         calibrate_seconds=float(args.calibrate_seconds), calibrate_percentile=float(args.calibrate_percentile),
         learn_seconds=float(args.learn_seconds), relearn=bool(args.relearn),
+        feedback_alerts=int(args.feedback_alerts),
         local_out=Path(args.local_out), window_log=Path(args.window_log) if args.window_log else None,
         self_test=bool(args.self_test), log_level=args.log_level,
         hub=hub_config(env) if hub_configured(env) else None,

@@ -72,6 +72,7 @@ class Param:
     nullable: bool = False
     strip: bool = False  # surrounding white space is dropped before the checks
     secret: bool = False  # never echoed back in reports or logs
+    required: bool = False  # a method argument that must be given (no default)
     accepts: str | None = None  # the accepted values in words, where the rule's own rendering is unclear
     default_text: str | None = None  # the default in words ("from the model card")
 
@@ -194,7 +195,9 @@ def markdown_table(table: Mapping[str, Param], *, first: str = "Setting") -> str
     """The table as Markdown (docs/reference.md holds it verbatim; a test compares)."""
     rows = [f"| {first} | Default | Accepted values | Meaning |", "|---|---|---|---|"]
     for p in table.values():
-        if p.default_text is not None:
+        if p.required:
+            default = "required"
+        elif p.default_text is not None:
             default = p.default_text
         elif isinstance(p.default, bool):
             default = str(p.default).lower()
@@ -205,12 +208,15 @@ def markdown_table(table: Mapping[str, Param], *, first: str = "Setting") -> str
 
 
 def check_arguments(method: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """A direct method's arguments checked against :data:`METHODS`: unknown names refused,
-    missing ones given their defaults. Raises :class:`ConstraintError` for the first bad one."""
+    """A direct method's arguments checked against :data:`METHODS`: unknown names refused, required
+    ones demanded, missing ones given their defaults. Raises :class:`ConstraintError` for the first bad one."""
     table = METHODS[method]
     unknown = sorted(set(payload) - set(table))
     if unknown:
         raise ConstraintError(unknown[0], f"unknown argument; {method} takes {', '.join(table) or 'none'}")
+    missing = [name for name, p in table.items() if p.required and name not in payload]
+    if missing:
+        raise ConstraintError(missing[0], "is required")
     return {name: p.check(payload[name]) if name in payload else p.default for name, p in table.items()}
 
 
@@ -271,6 +277,19 @@ METHODS: dict[str, dict[str, Param]] = {
         Param("seconds", float, 300.0, "seconds of the machine's healthy sound to learn (on-site learning: "
               "its own normal model and threshold)", lo=5.0, hi=3600.0),
     )},
+    "feedback": {p.name: p for p in (
+        Param("seq", int, None, "the alert's `seq` (in its message and its clip's name, `-a<seq>`)", lo=1,
+              required=True),
+        Param("verdict", str, None, "`false_alarm`: the alert's sound is normal for this machine (it joins the "
+              "learned normal model and stops alarming); `confirmed`: the alert was right; `undo`: withdraw the "
+              "verdict given on that alert", choices=("false_alarm", "confirmed", "undo"), required=True),
+        Param("label", str, None, "what the clip is, for the training tree `ROOT/<label>/<machine>/` (`bearing`); "
+              "default `normal` for a false alarm, the alert's own label when confirmed", pattern=_LABEL,
+              max_length=64, nullable=True, accepts="1-64 letters, digits, `-` or `_`, starting with a letter or digit",
+              default_text="see meaning"),
+        Param("note", str, None, "free text kept with the verdict and on the clip", max_length=500, nullable=True,
+              strip=True, accepts="1 to 500 characters", default_text="none"),
+    )},
 }
 
 #: Start-up options that are not twin settings (command line and environment only).
@@ -284,6 +303,8 @@ OPTIONS: dict[str, Param] = {p.name: p for p in (
           "supports learning)", lo=0.0, hi=3600.0),
     Param("relearn", bool, False, "learn again at start (`learn_seconds`, else 300 s) even if a learned "
           "state exists"),
+    Param("feedback_alerts", int, 100, "alerts whose windows and clip name are kept (on disk, in the state "
+          "folder) for the `feedback` method; a verdict on an older alert is answered 404", lo=1, hi=10000),
     Param("spool_quota_mb", float, 500.0, "megabytes of clips the spool keeps (oldest go first)",
           lo=0.0, lo_open=True, hi=1e7),
     Param("outbox_quota_mb", float, 20.0, "megabytes of queued messages the outbox keeps (oldest telemetry "

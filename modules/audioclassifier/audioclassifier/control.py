@@ -62,6 +62,13 @@ class RuntimeControl(Protocol):
         when the model cannot learn."""
         ...
 
+    def feedback(self, seq: int, verdict: str, label: str | None = None, note: str | None = None) -> dict[str, Any]:
+        """A technician's verdict on alert ``seq``: ``false_alarm`` teaches the learned normal model,
+        ``confirmed`` labels it, ``undo`` withdraws the verdict; returns what was done and the mark
+        for the alert's clip. Raises :class:`audioclassifier.feedback.UnknownAlertError` (not among the
+        kept alerts) or :class:`~audioclassifier.feedback.FeedbackConflictError` (cannot apply now)."""
+        ...
+
     def self_test(self) -> dict[str, Any]:
         """Model loads and scores a synthetic window, front end sane: ``{"ok": bool, ...}``."""
         ...

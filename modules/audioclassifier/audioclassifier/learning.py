@@ -21,12 +21,30 @@ window must not be scored against its neighbours), and the gamma percentile of t
 (:func:`audioclassifier.thresholds.gamma_threshold`, the one training and site calibration use)
 is the threshold.
 
+Accepted sounds (a technician's feedback that an alert was a false alarm, :mod:`audioclassifier.feedback`):
+:meth:`NormalModel.accept` adds the alert's windows as a component of the normal model, and a window's
+score becomes the lowest of the base model's and the components' scores, against the same threshold:
+
+* ``mahalanobis``: each component is a Gaussian around the accepted windows' mean, with the
+  covariance a new window of that sound is expected to have: the windows' own scatter, shrunk
+  towards the base model's covariance as if that were D more windows (D: the embedding
+  dimension), times ``1 + 1/n`` for the uncertain mean (roughly the predictive covariance under a
+  prior centred on the base covariance). Two windows borrow almost all their
+  shape from the machine's own normal sound; a few dozen bring their own.
+* ``knn``: the accepted windows join the references (a memory bank only grows by what it should cover).
+
+So a sound near an accepted one stops alarming, while sounds away from it (a fault, a fault on top of
+the accepted sound) score as before. At most :data:`MAX_ACCEPTED` components of at most
+:data:`MAX_ACCEPTED_WINDOWS` windows each: memory stays bounded. :meth:`NormalModel.forget` removes
+one (undo).
+
 Few windows: fewer than :data:`MIN_WINDOWS` windows are refused (:class:`LearningError`), fewer
 than :data:`WARN_WINDOWS` give a warning (``NormalModel.warning``, also logged): a threshold on
 a few dozen scores is a guess. At one window a second, 30 windows are half a minute of sound.
 
 Serialisation (:meth:`NormalModel.to_bytes`/:meth:`NormalModel.from_bytes`) is an ``.npz`` of plain
-arrays (no pickle) with a format version. numpy only: this runs in the edge container.
+arrays (no pickle) with a format version; the accepted sounds are two optional arrays (``accepted``,
+the windows, and ``accepted_seq``, the alert each row came from) and their list in the header. numpy only: this runs in the edge container.
 """
 
 from __future__ import annotations
@@ -36,7 +54,7 @@ import json
 import logging
 import math
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,9 +63,12 @@ from audioclassifier.errors import AuscultError
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_ACCEPTED",
+    "MAX_ACCEPTED_WINDOWS",
     "METHODS",
     "MIN_WINDOWS",
     "WARN_WINDOWS",
+    "Accepted",
     "LearningError",
     "NormalModel",
     "check_window_count",
@@ -64,6 +85,9 @@ METHODS = ("knn", "mahalanobis")
 MIN_WINDOWS = 5
 #: Fewer windows than this: the threshold is fitted, with a warning.
 WARN_WINDOWS = 30
+#: Accepted sounds (false alarms) a normal model keeps at most, and windows per accepted sound.
+MAX_ACCEPTED = 64
+MAX_ACCEPTED_WINDOWS = 64
 _MAGIC = "auscult-normal-model"
 
 
@@ -133,6 +157,16 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """A sound marked normal by a technician (a false alarm): the windows of alert ``seq``, and
+    what the feedback said (``meta``: label, note, time, machine)."""
+
+    seq: int
+    windows: np.ndarray  # (n, D) float64
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class NormalModel:
     """A machine's fitted normal sound; :meth:`score` is higher for less normal windows."""
 
@@ -144,6 +178,16 @@ class NormalModel:
     threshold: float
     threshold_method: str
     meta: dict[str, Any] = field(default_factory=dict)
+    accepted: tuple[Accepted, ...] = ()
+    _parts: tuple[tuple[np.ndarray, np.ndarray], ...] = field(init=False, repr=False, compare=False, default=())
+    _stacked: tuple[np.ndarray, np.ndarray] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        parts = tuple(self._component(a.windows) for a in self.accepted)
+        object.__setattr__(self, "_parts", parts)
+        if parts and self.method == "mahalanobis":  # the means (K, D) and precisions (K, D, D), stacked once
+            stacked = (np.concatenate([mu for mu, _ in parts]), np.stack([prec for _, prec in parts]))
+            object.__setattr__(self, "_stacked", stacked)
 
     @property
     def dim(self) -> int:
@@ -156,8 +200,58 @@ class NormalModel:
         return self.meta.get("warning")
 
     def score(self, embeddings: Any) -> np.ndarray:
-        """Scores ``(n,)`` of ``(n, D)`` embeddings (float64)."""
-        return _score(self.method, self.refs, self.precision, self.k, _as_embeddings(embeddings, dim=self.dim))
+        """Scores ``(n,)`` of ``(n, D)`` embeddings (float64): the base model's, or an accepted
+        sound's where that is lower."""
+        x = _as_embeddings(embeddings, dim=self.dim)
+        out = _score(self.method, self.refs, self.precision, self.k, x)
+        if self._stacked is not None:  # all the accepted Gaussians at once, in bounded blocks
+            mus, precs = self._stacked
+            for i in range(0, len(x), 256):
+                z = x[None, i : i + 256, :] - mus[:, None, :]  # (K, n, D)
+                near = ((z @ precs) * z).sum(-1).min(0) / self.dim
+                np.minimum(out[i : i + 256], near, out=out[i : i + 256])
+        else:
+            for refs, prec in self._parts:
+                np.minimum(out, _score(self.method, refs, prec, self.k, x), out=out)
+        return out
+
+    # -- accepted sounds (feedback) ---------------------------------------------------------------
+
+    @property
+    def accepted_seqs(self) -> list[int]:
+        """The alerts whose sound is accepted as normal, oldest first."""
+        return [a.seq for a in self.accepted]
+
+    def accept(self, seq: int, windows: Any, meta: dict[str, Any] | None = None) -> NormalModel:
+        """This model with alert ``seq``'s windows ``(n, D)`` accepted as normal (replacing an earlier
+        acceptance of the same alert). LearningError for bad windows or when :data:`MAX_ACCEPTED`
+        sounds are accepted already."""
+        x = _as_embeddings(windows, dim=self.dim)
+        if not 1 <= len(x) <= MAX_ACCEPTED_WINDOWS:
+            raise LearningError(f"an accepted sound has 1 to {MAX_ACCEPTED_WINDOWS} windows, got {len(x)}")
+        kept = tuple(a for a in self.accepted if a.seq != seq)
+        if len(kept) >= MAX_ACCEPTED:
+            raise LearningError(f"{MAX_ACCEPTED} sounds are accepted as normal already: undo one, or learn again")
+        return replace(self, accepted=(*kept, Accepted(int(seq), x, dict(meta or {}))))
+
+    def forget(self, seq: int) -> NormalModel:
+        """This model without the accepted sound of alert ``seq`` (unchanged if it has none)."""
+        return replace(self, accepted=tuple(a for a in self.accepted if a.seq != seq))
+
+    def with_accepted(self, accepted: tuple[Accepted, ...]) -> NormalModel:
+        """This model with ``accepted`` (another fit's accepted sounds, after a relearn)."""
+        return replace(self, accepted=tuple(a for a in accepted if a.windows.shape[1] == self.dim))
+
+    def _component(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(refs, precision)`` scoring windows against accepted windows ``x`` (see the module docstring)."""
+        if self.method != "mahalanobis":
+            return x, np.zeros((0, 0))
+        n, d = x.shape
+        prior = np.linalg.pinv(self.precision, hermitian=True)  # the base model's covariance
+        mu = x.mean(0)
+        scatter = (x - mu).T @ (x - mu) / n
+        cov = (n * scatter + d * prior) / (n + d) * (1.0 + 1.0 / n)  # the prior counts as d windows
+        return mu[None, :], np.linalg.pinv(cov, hermitian=True)
 
     def is_anomalous(self, embeddings: Any) -> np.ndarray:
         """``score > threshold`` per window."""
@@ -167,10 +261,15 @@ class NormalModel:
         """An ``.npz`` (no pickle) with the arrays and a JSON header carrying the format version."""
         header = {"magic": _MAGIC, "format": FORMAT_VERSION, "method": self.method, "k": self.k,
                   "n_fitted": self.n_fitted, "threshold": self.threshold,
-                  "threshold_method": self.threshold_method, "meta": self.meta}
+                  "threshold_method": self.threshold_method, "meta": self.meta,
+                  "accepted": [{"seq": a.seq, "n": len(a.windows), "meta": a.meta} for a in self.accepted]}
+        arrays: dict[str, Any] = {}
+        if self.accepted:
+            arrays["accepted"] = np.concatenate([a.windows for a in self.accepted]).astype(np.float32)
+            arrays["accepted_seq"] = np.concatenate([np.full(len(a.windows), a.seq, np.int64) for a in self.accepted])
         buf = io.BytesIO()
         np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-                            refs=self.refs.astype(np.float32), precision=self.precision.astype(np.float64))
+                            refs=self.refs.astype(np.float32), precision=self.precision.astype(np.float64), **arrays)
         return buf.getvalue()
 
     @classmethod
@@ -181,6 +280,7 @@ class NormalModel:
         try:
             with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in ("header", "refs", "precision")}
+                arrays.update({k: z[k] for k in ("accepted", "accepted_seq") if k in z.files})
             header = json.loads(arrays["header"].tobytes().decode())
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
             raise LearningError(f"not a learnt normal model ({type(exc).__name__}: {str(exc)[:120]})") from None
@@ -197,11 +297,32 @@ class NormalModel:
               and isinstance(header.get("threshold"), (int, float)) and math.isfinite(header["threshold"]))
         if ok and method == "mahalanobis":
             ok = prec.shape == (refs.shape[1], refs.shape[1]) and len(refs) == 1
-        if not ok:
+        accepted = _read_accepted(header.get("accepted") or [], arrays, refs.shape[1]) if ok else None
+        if not ok or accepted is None:
             raise LearningError("not a learnt normal model: inconsistent contents")
         return cls(method=str(method), refs=refs, precision=prec, k=int(k or 1), n_fitted=int(header.get("n_fitted", 0)),
                    threshold=float(header["threshold"]), threshold_method=str(header.get("threshold_method", "")),
-                   meta=dict(header.get("meta") or {}))
+                   meta=dict(header.get("meta") or {}), accepted=accepted)
+
+
+def _read_accepted(listed: Any, arrays: dict[str, np.ndarray], dim: int) -> tuple[Accepted, ...] | None:
+    """The accepted sounds of a serialised model, or None when the arrays and the header disagree."""
+    rows, seqs = arrays.get("accepted"), arrays.get("accepted_seq")
+    if not listed:
+        return () if rows is None else None
+    if (rows is None or seqs is None or not isinstance(listed, list) or rows.ndim != 2 or rows.shape[1] != dim
+            or seqs.shape != (len(rows),) or not np.isfinite(rows).all()):
+        return None
+    out, start = [], 0
+    for item in listed:
+        n = item.get("n") if isinstance(item, dict) else None
+        seq = item.get("seq") if isinstance(item, dict) else None
+        if not (isinstance(n, int) and 1 <= n <= MAX_ACCEPTED_WINDOWS and isinstance(seq, int)) \
+                or start + n > len(rows) or not (seqs[start:start + n] == seq).all():
+            return None
+        out.append(Accepted(seq, rows[start:start + n].astype(np.float64), dict(item.get("meta") or {})))
+        start += n
+    return tuple(out) if start == len(rows) and len(out) <= MAX_ACCEPTED else None
 
 
 def _score(method: str, refs: np.ndarray, precision: np.ndarray, k: int, x: np.ndarray) -> np.ndarray:

@@ -17,6 +17,17 @@ reloaded at every start (:meth:`~OnsiteLearning.bind`), survives a model swap wi
 fingerprint and is dropped (logged, reported) when it changes. ``seconds`` > 0 learns whenever no
 valid learned state exists (at start, after such a drop); ``relearn`` learns at start regardless.
 
+Feedback (:mod:`audioclassifier.feedback`) teaches the learned model in force: :meth:`~OnsiteLearning.accept`
+adds a false alarm's windows as an accepted sound (:meth:`audioclassifier.learning.NormalModel.accept`),
+:meth:`~OnsiteLearning.forget` removes it (undo); both are saved at once. When no learned model exists
+yet (the card's model alone), the first false alarm *starts* one: fitted on the recent windows the
+card's model found normal (given by the caller; at least
+:data:`~audioclassifier.learning.WARN_WINDOWS` of them, so the threshold rests on more than a guess),
+plus the accepted sound. The card's score, in other
+units, has no place for an accepted sound, and those windows are the machine's normal sound as far as
+anyone knows; undoing that false alarm (no other accepted sound left) drops the started model again,
+back to the card's. A relearn keeps the accepted sounds (the technician's word outlives a new fit).
+
 A fit that fails (fewer than :data:`audioclassifier.learning.MIN_WINDOWS` windows, the source ended,
 the model changed) leaves the state ``failed`` with the reason; the learned model that was in
 force before (if any) stays, else the card's model and threshold. :meth:`~OnsiteLearning.status`
@@ -44,7 +55,7 @@ from audioclassifier.clips import safe_part
 from audioclassifier.constraints import METHODS, ConstraintError
 from audioclassifier.durable import atomic_file
 from audioclassifier.errors import AuscultError
-from audioclassifier.learning import LearningError, NormalModel, fit_normal
+from audioclassifier.learning import WARN_WINDOWS, LearningError, NormalModel, fit_normal
 
 __all__ = ["LearnedStore", "OnsiteError", "OnsiteLearning", "fingerprint"]
 
@@ -98,6 +109,11 @@ class LearnedStore:
             with atomic_file(path) as fh:
                 fh.write(model.to_bytes())
 
+    def delete(self, machine: str) -> None:
+        path = self.path(machine)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
 
 @dataclass
 class _Learn(Hearing):
@@ -135,8 +151,22 @@ class OnsiteLearning:
             return score
         return float(self.model.score(embedding[None])[0])
 
+    @property
+    def machine(self) -> str:
+        return self._machine
+
+    @property
+    def can_learn(self) -> bool:
+        """Whether the bound card has an embedding output (the model can learn)."""
+        return self._fp is not None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The bound card's :func:`fingerprint` (None: it cannot learn)."""
+        return self._fp
+
     def status(self) -> dict[str, Any]:
-        """``{"state", "seconds", "total", "windows", "threshold", "method", "warning", "error"}``."""
+        """``{"state", "seconds", "total", "windows", "threshold", "method", "warning", "error", "accepted"}``."""
         run = self._run
         if run is not None:
             return self._state("learning", seconds=run.audio, total=run.seconds, windows=len(run.embeddings))
@@ -223,6 +253,8 @@ class OnsiteLearning:
         model = replace(fitted, meta={**fitted.meta, "fingerprint": self._fp, "machine": self._machine,
                                       "model": card.version, "seconds": round(run.audio, 3), "total": run.seconds,
                                       "learned_at": round(time.time(), 3)})
+        if self.model is not None:  # the accepted sounds (feedback) stay accepted
+            model = model.with_accepted(self.model.accepted)
         self.model = model
         state = self._learned_state(model)
         try:
@@ -247,6 +279,74 @@ class OnsiteLearning:
         self._set(self._state("failed", seconds=run.audio, total=run.seconds, windows=len(run.embeddings),
                               error=f"{why}; {kept}"), run)
 
+    # -- feedback: accepted sounds -----------------------------------------------------------------
+
+    def accept(self, seq: int, windows: np.ndarray, *, meta: dict[str, Any], recent: np.ndarray,
+               recent_seconds: float) -> dict[str, Any]:
+        """Accept alert ``seq``'s ``windows`` as normal in the learned model (started from ``recent``
+        normal windows, ``recent_seconds`` of audio, when there is none); saved at once. Returns
+        ``{"seeded", "accepted", "threshold"}``; OnsiteError when the model cannot learn, a learning
+        runs, or no model can be started (too few recent windows)."""
+        if self._fp is None or self._card is None or self._card.learning is None:
+            raise OnsiteError("the model cannot learn: its card has no learning block (no embedding output), so a "
+                              "false alarm cannot teach it; the verdict is kept, the clip marked")
+        if self._run is not None:
+            raise OnsiteError("on-site learning is running: mark the false alarm once it is done")
+        base, seeded = self.model, False
+        if base is None:
+            if len(recent) < WARN_WINDOWS:
+                raise OnsiteError(f"no learned model for {self._machine} yet, and {len(recent)} recent normal "
+                                  f"window(s) to start one from (at least {WARN_WINDOWS}): let the module listen "
+                                  "a little longer, or learn (the learn method)")
+            block = self._card.learning
+            try:
+                fitted = fit_normal(recent, method=str(block.get("method", "mahalanobis")), k=int(block.get("k", 1)),
+                                    percentile=float(block.get("percentile", 99.5)))
+            except (LearningError, ValueError, np.linalg.LinAlgError) as exc:
+                raise OnsiteError(f"could not start a learned model from the recent normal windows: {exc}") from None
+            base = replace(fitted, meta={**fitted.meta, "fingerprint": self._fp, "machine": self._machine,
+                                         "model": self._card.version, "seconds": round(recent_seconds, 3),
+                                         "total": round(recent_seconds, 3), "learned_at": round(time.time(), 3),
+                                         "seeded_by": int(seq)})
+            seeded = True
+        try:
+            model = base.accept(seq, windows, meta)
+        except LearningError as exc:
+            raise OnsiteError(str(exc)) from None
+        self._put(model)
+        log.info("feedback: alert %d's sound (%d windows) accepted as normal for %s%s; %d accepted sound(s)", seq,
+                 len(windows), self._machine, f", in a learned model started from {len(recent)} recent normal windows "
+                 f"(threshold {model.threshold:.4g})" if seeded else "", len(model.accepted))
+        return {"seeded": seeded, "accepted": len(model.accepted), "threshold": model.threshold}
+
+    def forget(self, seq: int) -> dict[str, Any]:
+        """Undo :meth:`accept` of alert ``seq``: its sound alarms again. A learned model that this
+        feedback started, left with no accepted sound, is dropped (the card's model again)."""
+        model = self.model
+        if model is None or seq not in model.accepted_seqs:
+            return {"dropped": False, "accepted": 0 if model is None else len(model.accepted), "changed": False}
+        model = model.forget(seq)
+        if not model.accepted and model.meta.get("seeded_by") is not None:
+            self.model = None
+            self.store.delete(self._machine)
+            log.info("feedback: alert %d's sound no longer accepted; the learned model it started for %s is dropped "
+                     "(the card's model and threshold again)", seq, self._machine)
+            self._set(self._state("off"))
+            return {"dropped": True, "accepted": 0, "changed": True}
+        self._put(model)
+        log.info("feedback: alert %d's sound no longer accepted as normal for %s", seq, self._machine)
+        return {"dropped": False, "accepted": len(model.accepted), "changed": True}
+
+    def _put(self, model: NormalModel) -> None:
+        """Put ``model`` in force and save it (a failed save is reported, the model stays in force)."""
+        self.model = model
+        state = self._learned_state(model)
+        try:
+            self.store.save(self._machine, model)
+        except OSError as exc:
+            state["error"] = f"changed, but not saved ({exc}): the change is lost at the next start"
+        self._set(state)
+
     # -- states -----------------------------------------------------------------------------------
 
     def _state(self, name: str, *, seconds: float = 0.0, total: float = 0.0, windows: int = 0,
@@ -254,7 +354,8 @@ class OnsiteLearning:
         m = self.model
         return {"state": name, "seconds": round(seconds, 1), "total": total, "windows": windows,
                 "threshold": None if m is None else m.threshold, "method": None if m is None else m.method,
-                "warning": None if m is None else m.warning, "error": error}
+                "warning": None if m is None else m.warning, "error": error,
+                "accepted": 0 if m is None else len(m.accepted)}
 
     def _learned_state(self, m: NormalModel) -> dict[str, Any]:
         return self._state("learned", seconds=float(m.meta.get("seconds", 0.0)),

@@ -14,6 +14,7 @@ counters and the state. :meth:`Pipeline.execute` applies a command from the queu
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import replace
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from audioclassifier.alerts import FlaggedWindow, build_alert
+from audioclassifier.alertwindows import AlertRecord, AlertWindows
 from audioclassifier.analysis import Window, Windower
 from audioclassifier.backends import LoadedModel
 from audioclassifier.calibration import CalibrationError, SiteCalibration
@@ -29,6 +31,7 @@ from audioclassifier.commands import (
     ApplySettings,
     Command,
     EndCalibration,
+    GiveFeedback,
     StartCalibration,
     StartCapture,
     StartLearning,
@@ -36,6 +39,7 @@ from audioclassifier.commands import (
 )
 from audioclassifier.detector import Detector
 from audioclassifier.events import Telemetry
+from audioclassifier.feedback import Feedback
 from audioclassifier.onsite import OnsiteError, OnsiteLearning
 from audioclassifier.procinfo import seconds_since_start
 from audioclassifier.sequence import SequenceStore
@@ -55,15 +59,20 @@ class Pipeline:
 
     def __init__(self, *, source: AudioSource, model: LoadedModel, settings: Settings, sink: Sink,
                  state_path: Path | None, context_seconds: float, window_log: Path | None,
-                 onsite: OnsiteLearning | None = None) -> None:
+                 onsite: OnsiteLearning | None = None, alert_windows: AlertWindows | None = None,
+                 feedback: Feedback | None = None) -> None:
         self.source, self.model, self.settings, self.sink = source, model, settings, sink
         self.context_seconds = context_seconds
         self.windower = Windower(model.card, hop_seconds=settings.hop_seconds, context_seconds=context_seconds)
         self.onsite = onsite if onsite is not None else OnsiteLearning()
         self.onsite.bind(model.card, settings.machine)
+        self.alert_windows = alert_windows if alert_windows is not None else AlertWindows()
+        self.feedback = feedback if feedback is not None else Feedback()
+        self._bound = (self.onsite.fingerprint, settings.machine)  # what the recent windows were heard with
         self.detector = Detector(self.threshold, settings.consecutive, settings.cooldown_seconds)
         self.state = "no-audio" if source.state == "no-audio" else "running"
-        self._flagged: deque[tuple[Window, float, str]] = deque()  # alerts waiting for their last samples
+        # alerts waiting for their last samples
+        self._flagged: deque[tuple[Window, float, str, AlertRecord]] = deque()
         self.counters = {"windows": 0, "scored": 0, "silent": 0, "alerts": 0, "clips": 0, "clip_errors": 0,
                          "captures": 0, "model_swaps": 0}
         self.last_error: str | None = None
@@ -97,6 +106,9 @@ class Pipeline:
     def learning_status(self) -> dict[str, Any]:
         return self.onsite.status()
 
+    def feedback_status(self) -> dict[str, Any]:
+        return self.feedback.status(self.onsite, self.alert_windows)
+
     # -- commands ---------------------------------------------------------------------------------
 
     def execute(self, command: Command) -> Any:
@@ -120,6 +132,11 @@ class Pipeline:
             return self.onsite.start(command.seconds)
         if isinstance(command, EndCalibration) and self.calibration.is_current(command.run):
             return self._end_calibration(command.reason)
+        if isinstance(command, GiveFeedback):
+            outcome = self.feedback.give(command.seq, command.verdict, label=command.label, note=command.note,
+                                         alerts=self.alert_windows, onsite=self.onsite, hop_seconds=self.hop_seconds)
+            self.install(self.settings)  # a learned model started or dropped: its threshold
+            return outcome
         return None
 
     def install(self, settings: Settings, model: LoadedModel | None = None) -> None:
@@ -137,6 +154,9 @@ class Pipeline:
             old.close()
         self.settings = settings
         self.onsite.bind(self.model.card, settings.machine)  # a new front end or machine: another learned state
+        if (self.onsite.fingerprint, settings.machine) != self._bound:
+            self._bound = (self.onsite.fingerprint, settings.machine)
+            self.alert_windows.forget_recent()
         self.detector.configure(self.threshold, settings.consecutive, settings.cooldown_seconds)
         if self.windower.hop_frames != self.windower.card.features.hop_frames(settings.hop_seconds):
             self.windower.set_hop(settings.hop_seconds)
@@ -153,6 +173,7 @@ class Pipeline:
             self.last_error = error or self.last_error
         if chunk.discontinuity:
             self.detector.reset()
+            self.alert_windows.end_run()
         for window in self.windower.push(chunk):
             self._on_window(window)
         self._release_flagged()
@@ -175,6 +196,7 @@ class Pipeline:
     def finish(self, why: str) -> None:
         """The source ended (``why``): fail what waits for audio, send the last telemetry."""
         self._release_flagged(final=True)  # with the audio there is
+        self.alert_windows.end_run()
         self.captures.fail_all(why, self.windower.sample_rate)
         self._end_calibration(f"{why} {self.calibration.describe_progress()}")
         self.onsite.fail(why)
@@ -188,6 +210,7 @@ class Pipeline:
             self.counters["silent"] += 1
             self.telemetry.window(w.start_time, w.start_offset, w.level_dbfs, None)
             self.calibration.window()
+            self.alert_windows.end_run()
             self._window_log.write(w, None, None, self.detector.threshold)
             self.detector.update(None, w.end_offset)
             self._set_state("silent", f"level {w.level_dbfs:.1f} dBFS under the gate {s.energy_gate_dbfs:g} dBFS")
@@ -204,20 +227,25 @@ class Pipeline:
         self._window_log.write(w, score, label, self.detector.threshold)
         if self.onsite.running:  # learned, not scored against a threshold
             self.onsite.window(embedding)
+            self.alert_windows.end_run()
         elif self.calibration.running:  # held back: this sound is normal by definition
             self.calibration.window(score, held_back=self.detector.observe(score, w.end_offset))
-        elif self.detector.update(score, w.end_offset):
-            self._flagged.append((w, score, label))
-            self._release_flagged()
+            self.alert_windows.window(embedding, over=False)
+        else:
+            overlap = math.ceil(self.model.card.window_seconds / self.hop_seconds - 1e-9) - 1
+            self.alert_windows.window(embedding, over=score > self.detector.threshold, overlap=overlap)
+            if self.detector.update(score, w.end_offset):
+                self._flagged.append((w, score, label, self.alert_windows.flagged(self.onsite.fingerprint)))
+                self._release_flagged()
 
     def _release_flagged(self, *, final: bool = False) -> None:
         """Alert for the flagged windows whose audio has all arrived (a window's last STFT frame can
         end up to a hop before the window does: its clip waits for the chunk that completes it)."""
         while self._flagged and (final or self.windower.ring.end >= self._flagged[0][0].end_sample):
-            w, score, label = self._flagged.popleft()
-            self._alert(FlaggedWindow(w, score, label, self.windower.clip(w), self.windower.sample_rate))
+            w, score, label, record = self._flagged.popleft()
+            self._alert(FlaggedWindow(w, score, label, self.windower.clip(w), self.windower.sample_rate), record)
 
-    def _alert(self, flagged: FlaggedWindow) -> None:
+    def _alert(self, flagged: FlaggedWindow, record: AlertRecord) -> None:
         self.counters["alerts"] += 1
         self.telemetry.alert()
         alert, error = build_alert(flagged, clip_dir=self.sink.clip_dir, machine=self.settings.machine,
@@ -225,6 +253,9 @@ class Pipeline:
                                    seq=self._seq.next("alerts"))
         self.counters["clips" if error is None else "clip_errors"] += 1
         self.last_error = error or self.last_error
+        self.alert_windows.alerted(record, seq=alert.seq, machine=alert.machine, clip=alert.clip, label=alert.label,
+                                   score=alert.score, threshold=alert.threshold, time=alert.window_start,
+                                   model=alert.model)
         self.sink.emit("alerts", alert.to_message())
 
     def _emit_telemetry(self, interval: Interval | None) -> None:

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from audioclassifier import commands
+from audioclassifier.alertwindows import AlertWindows
 from audioclassifier.backends import LoadedModel, load_model
 from audioclassifier.calibration import CalibrationError, SiteCalibration
 from audioclassifier.capture import Capture, CaptureError
+from audioclassifier.feedback import Feedback
 from audioclassifier.onsite import OnsiteLearning
 from audioclassifier.pipeline import Pipeline
 from audioclassifier.procinfo import peak_rss_mb
@@ -48,11 +50,13 @@ class Runtime:
     def __init__(self, *, source: AudioSource, model: LoadedModel, settings: Settings, sink: Sink,
                  backend: str = "auto", state_path: Path | None = None,
                  context_seconds: float = CLIP_CONTEXT_SECONDS, window_log: Path | None = None,
-                 onsite: OnsiteLearning | None = None) -> None:
+                 onsite: OnsiteLearning | None = None, alert_windows: AlertWindows | None = None,
+                 feedback: Feedback | None = None) -> None:
         self.source = source
         self.backend_preference = backend
         self.pipeline = Pipeline(source=source, model=model, settings=settings, sink=sink, state_path=state_path,
-                                 context_seconds=context_seconds, window_log=window_log, onsite=onsite)
+                                 context_seconds=context_seconds, window_log=window_log, onsite=onsite,
+                                 alert_windows=alert_windows, feedback=feedback)
         self.counters = self.pipeline.counters
         self._commands = commands.CommandQueue()
         self._gate = threading.RLock()  # held to start or end the worker, and to run commands while none runs
@@ -130,6 +134,13 @@ class Runtime:
         """On-site learning over the next ``seconds`` of audio (:mod:`onsite`); returns the running state."""
         self._run_command(commands.StartLearning(seconds=seconds), "learning")
         return self.pipeline.learning_status()
+
+    def feedback(self, seq: int, verdict: str, label: str | None = None, note: str | None = None) -> dict[str, Any]:
+        """A technician's verdict on alert ``seq`` (:mod:`audioclassifier.feedback`), applied between
+        chunks; returns what was done and the clip's mark. FeedbackError subclasses say why not."""
+        command = commands.GiveFeedback(seq=seq, verdict=verdict, label=label, note=note)
+        outcome: dict[str, Any] = self._run_command(command, "feedback")
+        return outcome
 
     def calibrate(self, seconds: float, percentile: float = 99.5) -> dict[str, Any]:
         """Calibrate the threshold on the next ``seconds`` of this machine's (healthy) sound and

@@ -21,6 +21,7 @@ from typing import Any
 from ..config import HubConfig
 from ..settings import ModelRef, Settings
 from .client import HubClient
+from .marks import ClipMarks
 from .methods import MethodContext, dispatch
 from .ota import ModelUpdater
 from .outbox import Outbox
@@ -58,6 +59,7 @@ class HubApp:
         self.root = Path(config.spool_dir)
         self.outbox = Outbox(self.root / "outbox.sqlite3", quota_bytes=config.outbox_quota_bytes)
         self.spool = Spool(self.root / "clips", quota_bytes=config.spool_quota_bytes)
+        self.marks = ClipMarks(self.root / "marks")
         self.models_dir = self.root / "models"
         self.sink = OutboxSink(self.outbox, self.spool, wake_sender=self._wake_sender,
                                wake_uploader=self._wake_uploader)
@@ -88,11 +90,12 @@ class HubApp:
         self.control = control
         self.start_settings = control.settings
         self.uploader = Uploader(self.spool, self._target, on_result=self._on_upload_result,
-                                 policy=lambda: self.control.settings.upload)
+                                 policy=lambda: self.control.settings.upload, marks=self.marks)
         self.client = self._client_factory(self.outbox, on_desired=self._on_desired, on_method=self._on_method,
                                            reconnect_seconds=self.config.reconnect_seconds)
         self.reporter.report_status()
-        self.reporter.send({"learning": control.status().get("learning")})
+        status = control.status()
+        self.reporter.send({"learning": status.get("learning"), "feedback": status.get("feedback")})
         self.client.start()
         # Uploads wait for the twin's upload settings (a clip uploaded before `upload.enabled: false`
         # arrived went out all the same), or TWIN_WAIT_SECONDS when the hub cannot be reached.
@@ -192,8 +195,26 @@ class HubApp:
         ctx = MethodContext(control=self.control, status=self.status, spool=self.spool,
                             clip_queued=self._wake_uploader,
                             calibration_started=lambda state: self.reporter.send({"calibration": state}),
-                            calibration_done=self.on_calibration_done)
+                            calibration_done=self.on_calibration_done, feedback_given=self._on_feedback)
         return dispatch(name, payload, ctx)
+
+    def _on_feedback(self, outcome: dict[str, Any]) -> str | None:
+        """A verdict was applied: keep its clip's mark for the uploader, report ``feedback`` (and
+        ``learning``, which a false alarm changes). Returns the mark's state (``queued``) or None."""
+        mark, state = outcome.get("mark"), None
+        if mark:
+            try:
+                self.marks.put(mark)
+                state = "queued"
+            except OSError as exc:
+                state = f"not kept: {exc}"
+                self.last_error = f"feedback: the mark of {mark.get('clip')} could not be kept: {exc}"
+                log.error("hub: %s", self.last_error)
+            self._wake_uploader()
+        status = self.control.status()
+        self.reporter.send({"feedback": status.get("feedback"), "learning": status.get("learning")})
+        self.reporter.report_status()
+        return state
 
     def on_calibration_done(self, state: dict[str, Any]) -> None:
         """Called by the runtime's worker: report the outcome; a fitted threshold becomes the

@@ -2,9 +2,10 @@
 
 :func:`dispatch` parses a method payload (an object, ``null``, or a JSON string holding one),
 checks its arguments against the method's table, calls the handler and maps errors to answers:
-400 for a bad payload or argument (with the reason), 404 for an unknown method, 409 when the
-runtime refuses the request as it stands (a calibration or learning already running, a model
-that cannot learn), 500 for a failure.
+400 for a bad payload or argument (with the reason), 404 for an unknown method (or, for
+``feedback``, an alert the module does not keep), 409 when the runtime refuses the request as it
+stands (a calibration or learning already running, a model that cannot learn, another verdict
+standing on the alert), 500 for a failure.
 Handlers are small functions of a :class:`MethodContext` and the checked arguments, testable
 without a broker.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..constraints import METHODS, ConstraintError, check_arguments
 from ..errors import AuscultError
+from ..feedback import FeedbackConflictError, UnknownAlertError
 from ..onsite import OnsiteError
 from ..runtime import CalibrationError, CaptureError
 from . import sdkjson
@@ -42,6 +44,7 @@ class MethodContext:
     clip_queued: Callable[[], None]
     calibration_started: Callable[[dict[str, Any]], None]
     calibration_done: Callable[[dict[str, Any]], None]
+    feedback_given: Callable[[dict[str, Any]], str | None] = lambda outcome: None
 
 
 def parse_payload(payload: Any) -> dict[str, Any]:
@@ -97,6 +100,15 @@ def _learn(ctx: MethodContext, args: dict[str, Any]) -> Answer:
     return 202, redacted(ctx.control.start_learning(args["seconds"]))
 
 
+def _feedback(ctx: MethodContext, args: dict[str, Any]) -> Answer:
+    """A technician's verdict on an alert (:mod:`audioclassifier.feedback`); the clip's mark is kept
+    for the uploader (``mark``: ``queued``, or null when the alert has no clip)."""
+    outcome = dict(ctx.control.feedback(args["seq"], args["verdict"], args["label"], args["note"]))
+    mark = outcome.pop("mark", None)
+    outcome["mark"] = ctx.feedback_given({**outcome, "mark": mark})
+    return 200, redacted(outcome)
+
+
 HANDLERS: dict[str, Callable[[MethodContext, dict[str, Any]], Answer]] = {
     "getStatus": _get_status,
     "captureClip": _capture_clip,
@@ -104,6 +116,7 @@ HANDLERS: dict[str, Callable[[MethodContext, dict[str, Any]], Answer]] = {
     "selfTest": _self_test,
     "calibrate": _calibrate,
     "learn": _learn,
+    "feedback": _feedback,
 }
 assert set(HANDLERS) == set(METHODS), "every method has a handler and an argument table"
 
@@ -121,7 +134,9 @@ def dispatch(name: str, payload: Any, ctx: MethodContext) -> Answer:
         return 400, {"error": str(exc)}
     try:
         return handler(ctx, args)
-    except (CalibrationError, OnsiteError) as exc:
+    except UnknownAlertError as exc:
+        return 404, {"error": str(exc)}
+    except (CalibrationError, OnsiteError, FeedbackConflictError) as exc:
         return 409, {"error": str(exc)}
     except CaptureError as exc:
         return 500, {"error": str(exc)}

@@ -14,6 +14,12 @@ Targets (from :class:`audioclassifier.config.UploadTarget`, see :func:`make_targ
   ``AUSCULT_DEVICE_CONNECTION_STRING``: ask the hub for a SAS URI, upload, and always notify the
   hub of the result.
 
+Clip marks (a technician's verdict and label, :mod:`.marks`) go with them: a clip still spooled is
+uploaded with its mark as blob metadata; a clip already uploaded gets it as metadata (and index
+tags, where the storage account and the credential allow: a SAS needs the ``t`` permission) or,
+through IoT Hub file upload, as a sidecar JSON blob ``<clip>.json``. A mark whose clip is gone
+(dropped by the spool's quota before it was uploaded) is counted ``lost``.
+
 ``ca_file`` (``AUSCULT_CA_FILE``) optionally names an extra CA certificate (PEM) to trust for these
 endpoints (a gateway with a private CA; the tests' loopback stand-ins).
 """
@@ -34,10 +40,11 @@ from ..backoff import Backoff
 from ..config import UploadTarget
 from ..errors import AuscultError
 from ..settings import UploadSettings
+from .marks import ClipMarks, metadata, sidecar, sidecar_name, tags
 from .redact import redact
 from .spool import Clip, Spool
 
-__all__ = ["BlobTarget", "FileUploadTarget", "Target", "UploadError", "Uploader", "make_target"]
+__all__ = ["BlobTarget", "FileUploadTarget", "MarkLostError", "Target", "UploadError", "Uploader", "make_target"]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +57,19 @@ class UploadError(AuscultError):
     """One failed upload attempt; the clip stays spooled for the next."""
 
 
+class MarkLostError(UploadError):
+    """A mark's clip is not in storage (and not in the spool): it can never be marked."""
+
+
 class Target(Protocol):
-    """Where clips go. ``upload`` returns only once the upload is confirmed."""
+    """Where clips go. ``upload`` (with the clip's mark, if any) and ``mark`` (a clip uploaded
+    before) return only once storage confirmed them."""
 
     name: str
 
-    def upload(self, path: Path, blob_name: str) -> str: ...
+    def upload(self, path: Path, blob_name: str, mark: dict[str, Any] | None = None) -> str: ...
 
-
+    def mark(self, blob_name: str, mark: dict[str, Any]) -> str: ...
 
 
 class BlobTarget:
@@ -68,6 +80,7 @@ class BlobTarget:
     def __init__(self, container: Any) -> None:
         self._container = container
         self._created = False
+        self.tags_supported = True  # until the account or the credential refuses index tags
 
     @classmethod
     def from_connection_string(cls, conn_str: str, container: str = DEFAULT_CONTAINER, *,
@@ -85,7 +98,7 @@ class BlobTarget:
         target._created = True  # a container SAS cannot create its container: it must exist
         return target
 
-    def upload(self, path: Path, blob_name: str) -> str:
+    def upload(self, path: Path, blob_name: str, mark: dict[str, Any] | None = None) -> str:
         from azure.core.exceptions import AzureError, ResourceExistsError
         from azure.storage.blob import ContentSettings
 
@@ -97,11 +110,45 @@ class BlobTarget:
                     pass
                 self._created = True
             with open(path, "rb") as fh:
-                self._container.upload_blob(blob_name, fh, overwrite=True,
+                self._container.upload_blob(blob_name, fh, overwrite=True, metadata=metadata(mark) if mark else None,
                                             content_settings=ContentSettings(content_type="audio/wav"))
         except (AzureError, OSError) as exc:
             raise UploadError(f"blob upload of {blob_name} failed: {redact(_short(exc))}") from None
+        if mark:
+            self._tag(blob_name, mark)
         return f"{self._container.container_name}/{blob_name}"
+
+    def mark(self, blob_name: str, mark: dict[str, Any]) -> str:
+        """Put ``mark`` on the uploaded ``blob_name``: metadata, and index tags where allowed."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            self._container.get_blob_client(blob_name).set_blob_metadata(metadata(mark))
+        except ResourceNotFoundError:
+            raise MarkLostError(f"{blob_name} is not in the container: its mark cannot be applied") from None
+        except AzureError as exc:
+            raise UploadError(f"marking {blob_name} failed: {redact(_short(exc))}") from None
+        self._tag(blob_name, mark)
+        return f"{self._container.container_name}/{blob_name}"
+
+    def _tag(self, blob_name: str, mark: dict[str, Any]) -> None:
+        """Index tags for ``mark``, best effort: an account or credential that refuses them (a SAS
+        without the ``t`` permission, a hierarchical-namespace account) turns them off, metadata stays."""
+        from azure.core.exceptions import AzureError, HttpResponseError
+
+        if not self.tags_supported:
+            return
+        try:
+            self._container.get_blob_client(blob_name).set_blob_tags(tags(mark))
+        except HttpResponseError as exc:
+            if exc.status_code in (400, 403, 409, 501):
+                self.tags_supported = False
+                log.warning("uploader: blob index tags refused (%s): clip marks go in blob metadata only",
+                            redact(_short(exc)))
+                return
+            raise UploadError(f"tagging {blob_name} failed: {redact(_short(exc))}") from None
+        except AzureError as exc:
+            raise UploadError(f"tagging {blob_name} failed: {redact(_short(exc))}") from None
 
 
 class FileUploadTarget:
@@ -123,7 +170,18 @@ class FileUploadTarget:
         client = IoTHubDeviceClient.create_from_connection_string(conn_str, **kwargs)
         return cls(client, verify=ca_file or True)
 
-    def upload(self, path: Path, blob_name: str) -> str:
+    def upload(self, path: Path, blob_name: str, mark: dict[str, Any] | None = None) -> str:
+        with open(path, "rb") as fh:
+            where = self._put(fh, blob_name, "audio/wav")
+        if mark:
+            self.mark(blob_name, mark)
+        return where
+
+    def mark(self, blob_name: str, mark: dict[str, Any]) -> str:
+        """A device cannot change an uploaded blob: the mark goes next to it as ``<clip>.json``."""
+        return self._put(sidecar(mark), sidecar_name(blob_name), "application/json")
+
+    def _put(self, data: Any, blob_name: str, content_type: str) -> str:
         from azure.core.exceptions import AzureError, HttpResponseError
         from azure.storage.blob import BlobClient, ContentSettings
 
@@ -135,8 +193,7 @@ class FileUploadTarget:
                                           urllib.parse.quote(info["blobName"]), info["sasToken"])
         try:
             blob = BlobClient.from_blob_url(url, connection_verify=self._verify, **_BLOB_OPTIONS)
-            with open(path, "rb") as fh:
-                blob.upload_blob(fh, overwrite=True, content_settings=ContentSettings(content_type="audio/wav"))
+            blob.upload_blob(data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
         except (AzureError, OSError) as exc:
             status = exc.status_code if isinstance(exc, HttpResponseError) and exc.status_code else 500
             reason = redact(_short(exc))
@@ -178,9 +235,10 @@ class Uploader:
 
     def __init__(self, spool: Spool, target: Target | None, *, backoff: Backoff | None = None,
                  poll_seconds: float = 5.0, on_result: Callable[[dict[str, Any]], None] | None = None,
-                 policy: Callable[[], UploadSettings] = UploadSettings) -> None:
+                 policy: Callable[[], UploadSettings] = UploadSettings, marks: ClipMarks | None = None) -> None:
         self.spool = spool
         self.target = target
+        self.marks = marks
         self._policy = policy
         self._recent: deque[float] = deque()  # monotonic times of the uploads of the last hour
         self.paused: str | None = None  # why uploads wait: "disabled" or "rate limit", else None
@@ -215,7 +273,8 @@ class Uploader:
         pending = self.spool.pending()
         return {"target": self.target.name if self.target else None, "uploaded": self.uploaded,
                 "failures": self.failures, "pending": len(pending), "pending_bytes": sum(c.size for c in pending),
-                "dropped": self.spool.dropped, "paused": self.paused, "last": self.last}
+                "dropped": self.spool.dropped, "paused": self.paused, "last": self.last,
+                "marks": self.marks.stats() if self.marks else None}
 
     def _allowed(self) -> bool:
         """The twin's ``upload`` settings: off, or over ``max_per_hour`` in the last hour, means wait
@@ -238,6 +297,8 @@ class Uploader:
             self.spool.enforce_quota()
             return False
         self.spool.enforce_quota()
+        if not self.apply_marks():
+            return False
         for clip in self.spool.pending():
             if self._stop.is_set() or not self._allowed():
                 return True  # nothing failed: the policy holds the rest back (see _allowed)
@@ -245,11 +306,40 @@ class Uploader:
                 return False
         return True
 
+    def apply_marks(self) -> bool:
+        """Put the waiting marks on their clips already in storage (a spooled clip takes its mark
+        along when it is uploaded); False at the first failure."""
+        if self.marks is None or self.target is None:
+            return True
+        spooled = {c.name for c in self.spool.pending()}
+        for mark in self.marks.pending():
+            if self._stop.is_set():
+                return True
+            if mark["clip"] in spooled:
+                continue
+            name = clips.blob_name(mark["clip"])
+            try:
+                where = self.target.mark(name, mark)
+            except MarkLostError as exc:
+                self.marks.done(mark, lost=True)
+                log.warning("uploader: %s", exc)
+                continue
+            except UploadError as exc:
+                self.failures += 1
+                self._result({"clip": name, "ok": False, "error": str(exc), "time": time.time()})
+                log.warning("uploader: %s", exc)
+                return False
+            self.marks.done(mark)
+            self._result({"clip": name, "ok": True, "marked": mark.get("verdict"), "to": where, "time": time.time()})
+            log.info("uploader: %s marked %s (label %s) at %s", name, mark.get("verdict"), mark.get("label"), where)
+        return True
+
     def _upload(self, clip: Clip) -> bool:
         assert self.target is not None
         name = clips.blob_name(clip.name)
+        mark = self.marks.get(clip.name) if self.marks is not None else None
         try:
-            where = self.target.upload(clip.path, name)
+            where = self.target.upload(clip.path, name, mark)
         except FileNotFoundError:
             return True  # dropped by the quota meanwhile
         except UploadError as exc:
@@ -258,6 +348,8 @@ class Uploader:
             log.warning("uploader: %s", exc)
             return False
         self.spool.remove(clip)
+        if mark is not None and self.marks is not None:
+            self.marks.done(mark)
         self.uploaded += 1
         self._recent.append(time.monotonic())
         self._backoff.reset()
