@@ -8,6 +8,7 @@ process. Nothing is registered globally: each scrape renders what the status say
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -35,9 +36,10 @@ COUNTERS = (
 
 
 def _num(value: Any) -> float | None:
+    """A finite number, or None (missing, not a number, NaN: no sample rather than a wrong one)."""
     if isinstance(value, bool):
         return float(value)
-    return float(value) if isinstance(value, (int, float)) else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 class _Snapshot:
