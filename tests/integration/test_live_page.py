@@ -159,6 +159,12 @@ def test_a_browser_sees_the_fault_scored_alerted_and_its_clip_plays(live, record
         browser.save_screenshot(str(shot))
         print(f"live_page_screenshot: {shot}")
         final = _page_state(browser)
+        # Readable on a phone: at a phone's width nothing overflows sideways.
+        browser.set_window_size(390, 1400)
+        wait_for(lambda: browser.execute_script("return window.innerWidth") <= 420, 10, "the phone width")
+        overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        browser.save_screenshot(str(tmp_path / "live-page-phone.png"))
+        assert overflow <= 0, f"the page is {overflow} px wider than a phone"
     print(f"live_page: columns {final['columns']}, points {final['points']}, alerts shown {len(final['alerts'])}")
     assert live.alive() or live.wait(5) == 0
 
