@@ -18,6 +18,7 @@ import numpy as np
 
 from audioclassifier.audio_io import AudioFileError
 from audioclassifier.constraints import SETTINGS
+from audioclassifier.scoring import verdict
 from ml.dataset import find_audio, suffixes
 from ml.inference import OnnxModel, card_channels
 from ml.stream import StreamWindow, StreamWindows, signal_blocks
@@ -112,25 +113,8 @@ def predict_file(model: OnnxModel, path: str | os.PathLike[str], *, hop_seconds:
         rec["warnings"] = notes
     if per_window:
         rec["window_scores"] = [None if s is None else round(float(s), 6) for s in scores]
-    if not scored.size:
-        rec.update(score=None, max_score=None, label="silent",
-                   reason=f"every window is under the energy gate {gate_dbfs:g} dBFS (loudest "
-                          f"{max(levels):.1f} dBFS): not scored, as in the module")
-        return rec
-    score = float(scored.mean())
-    rec.update(score=round(score, 6), max_score=round(float(scored.max()), 6))
-    if card.kind == "anomaly":
-        rec["label"] = "anomaly" if score > card.threshold else card.normal_label
-        rec["anomalous_windows"] = int((scored > card.threshold).sum())
-    else:
-        assert prob_sum is not None
-        probs = prob_sum / scored.size
-        top = int(probs.argmax())
-        conf = float(card.extra.get("confidence_threshold", 0.0))
-        rec["label"] = card.labels[top] if probs[top] >= conf else "unknown"
-        rec["top_label"] = card.labels[top]
-        rec["confidence"] = round(float(probs[top]), 6)
-        rec["probs"] = {lab: round(float(v), 6) for lab, v in zip(card.labels, probs)}
+    rec.update(verdict(card, scored.tolist(), threshold=card.threshold, prob_sum=prob_sum, gate_dbfs=gate_dbfs,
+                       loudest_dbfs=max(levels)))
     return rec
 
 

@@ -32,7 +32,7 @@ PLATFORMS = ("amd64", "arm64v8", "amd64.openvino")
 
 VAR = re.compile(r"\$\{([^}]+)\}")
 CHUNK, MAX_CHUNKS = 512, 8  # iotedgedev's TWIN_VALUE_MAX_SIZE and TWIN_VALUE_MAX_CHUNKS: 4 KB in all
-SECRET_NAME = re.compile(r"PASSWORD|_KEY$|CONNECTION_STRING|SAS")
+SECRET_NAME = re.compile(r"PASSWORD|_KEY$|CONNECTION_STRING|SAS|TOKEN")
 # Stand-ins for the empty secrets, with the characters real ones carry (; = + / & %).
 FAKE = {
     "CONTAINER_REGISTRY_ADDRESS": "contoso.azurecr.io",
@@ -191,12 +191,32 @@ def test_module_env_names_and_fixed_paths(template: dict[str, Any]) -> None:
     env = modules(template)["audioclassifier"]["env"]
     assert set(env) == {"AUSCULT_SOURCE", "AUSCULT_MIC_DEVICE", "AUSCULT_MODEL", "AUSCULT_SPOOL_DIR",
                         "AUSCULT_BLOB_CONNECTION_STRING", "AUSCULT_BLOB_CONTAINER_SAS_URL", "AUSCULT_BLOB_CONTAINER",
-                        "AUSCULT_DEVICE_CONNECTION_STRING", "AUSCULT_LOG_LEVEL"}
+                        "AUSCULT_DEVICE_CONNECTION_STRING", "AUSCULT_LOG_LEVEL", "AUSCULT_HTTP_PORT",
+                        "AUSCULT_HTTP_BIND", "AUSCULT_HTTP_TOKEN"}
     docker = dockerfile(MODULE / "Dockerfile.amd64")
     assert env["AUSCULT_SPOOL_DIR"]["value"] == docker["env"]["AUSCULT_SPOOL_DIR"] == docker["volume"]
     assert env["AUSCULT_MODEL"]["value"] == docker["env"]["AUSCULT_MODEL"]
     sample = env_template()
     assert sample["AUSCULT_SOURCE"] == "mic" and sample["AUSCULT_LOG_LEVEL"] in {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+
+def test_the_live_page_port_is_published_as_the_module_serves_it(template: dict[str, Any]) -> None:
+    """The container port the manifest publishes is the one AUSCULT_HTTP_PORT turns on (8080; off when
+    empty); inside the container the module listens beyond loopback, so its token is required."""
+    mod = modules(template)["audioclassifier"]
+    opts = mod["settings"]["createOptions"]
+    assert set(opts["ExposedPorts"]) == set(opts["HostConfig"]["PortBindings"]) == {"8080/tcp"}
+    (binding,) = opts["HostConfig"]["PortBindings"]["8080/tcp"]
+    assert binding == {"HostIp": "${AUSCULT_HTTP_HOST_IP}", "HostPort": "8080"}
+    env = mod["env"]
+    assert env["AUSCULT_HTTP_BIND"]["value"] == "0.0.0.0" and env["AUSCULT_HTTP_TOKEN"]["value"] == "${AUSCULT_HTTP_TOKEN}"
+    sample = env_template()
+    assert sample["AUSCULT_HTTP_PORT"] in {"", "8080"} and sample["AUSCULT_HTTP_HOST_IP"] == "127.0.0.1"
+    from audioclassifier.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="AUSCULT_HTTP_TOKEN"):  # turned on without a token: refused at start
+        load_config([], {"AUSCULT_HTTP_PORT": "8080", "AUSCULT_HTTP_BIND": "0.0.0.0"})
+    assert load_config([], {"AUSCULT_HTTP_PORT": "", "AUSCULT_HTTP_BIND": "0.0.0.0"}).http is None
 
 
 # --- the generated manifest ----------------------------------------------------------------------

@@ -27,7 +27,7 @@ def source_files() -> set[str]:
     out = set()
     for name, root in PACKAGES.items():
         for p in root.rglob("*"):
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix in {".py", ".onnx", ".typed"}:
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix in {".py", ".onnx", ".typed", ".html", ".js", ".css"}:
                 out.add(f"{name}/{p.relative_to(root).as_posix()}")
     return out
 
@@ -48,6 +48,7 @@ def test_wheel_ships_every_source_file_and_the_default_model(wheel: Path) -> Non
     missing = sorted(source_files() - names)
     assert not missing, f"the wheel lacks {len(missing)} file(s): {missing[:10]}"
     assert "audioclassifier/models/model.onnx" in names
+    assert "audioclassifier/web/static/index.html" in names  # the live page (--http-port)
     assert not [n for n in names if n.startswith(("tests/", "bench/", "demo/", "cloud/"))]
 
 

@@ -59,6 +59,32 @@ def _source(config: Config, card: Any) -> Any:
                       window_seconds=card.window_seconds)
 
 
+def _web(config: Config, live: Any, runtime: Any, hub: Any, clip_dir: Path) -> Any:
+    """The live page and REST API (``--http-port``), serving; None (logged) if the port cannot be bound."""
+    from audioclassifier.config import is_loopback
+    from audioclassifier.web import WebContext, WebServer
+
+    http = config.http
+    assert http is not None
+    if hub is not None:
+        from audioclassifier.hub.reporting import redacted
+
+        def status() -> dict[str, Any]:
+            return dict(redacted(hub.status()))  # getStatus's answer
+    else:
+        status = runtime.status
+    ctx = WebContext(status=status, feed=live, clip_dir=clip_dir, in_force=runtime.in_force, token=http.token,
+                     loopback_only=is_loopback(http.bind), max_upload_bytes=http.max_upload_bytes)
+    server = WebServer(ctx, port=http.port, bind=http.bind)
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("--http-port %d on %s: %s", http.port, http.bind, exc)
+        server.close()
+        return None
+    return server
+
+
 def main(argv: list[str] | None = None) -> int:
     """The composition root: one configuration load, then every part built and wired here."""
     from audioclassifier.config import ConfigError, load_config
@@ -112,17 +138,28 @@ def main(argv: list[str] | None = None) -> int:
     # learned normal models live next to the sequence counters: <state dir>/learned/<machine>.npz
     onsite = OnsiteLearning(directory=Path(state_dir) / "learned", seconds=config.learn_seconds,
                             relearn=config.relearn, on_change=hub.on_learning if hub is not None else None)
+    live = None
+    if config.http is not None:
+        from audioclassifier.live import LiveFeed
+
+        live = LiveFeed()
     try:
         # feedback's memory of the recent alerts and the verdicts: <state dir>/feedback/
         feedback_dir = Path(state_dir) / "feedback"
         runtime = Runtime(source=source, model=model, settings=settings, sink=sink, backend=config.backend,
                           state_path=Path(state_dir) / "sequence.json", window_log=config.window_log, onsite=onsite,
                           alert_windows=AlertWindows(feedback_dir / "alerts", keep=config.feedback_alerts),
-                          feedback=Feedback(feedback_dir))
+                          feedback=Feedback(feedback_dir), feed=live)
     except OSError as exc:
         log.error("output: %s", exc)
         (hub or sink).close()
         return 2
+    web = None
+    if config.http is not None and live is not None:
+        web = _web(config, live, runtime, hub, Path(sink.clip_dir))
+        if web is None:
+            (hub or sink).close()
+            return 2
 
     if config.calibrate_seconds:
         from audioclassifier.calibration import CalibrationError
@@ -147,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return runtime.run()
     finally:
+        if web is not None:
+            web.close()
         (hub or sink).close()
 
 

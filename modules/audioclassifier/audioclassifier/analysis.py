@@ -9,6 +9,10 @@ columns plus a copy of the window; nothing is recomputed.
 
 It also keeps the recent audio (:class:`~audioclassifier.ring.AudioRing`) so an alert can save
 the flagged window with a few seconds of context before it.
+
+:class:`StreamWindows` cuts a whole file the same way, in bounded memory, and adds one window
+aligned to its end when the hops do not reach it: what ``ml predict`` and the module's
+``POST /api/score`` (:mod:`audioclassifier.scoring`) score.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from audioclassifier.card import ModelCard
-from audioclassifier.features import LogMelStream
+from audioclassifier.features import LogMelParams, LogMelStream
 from audioclassifier.ring import AudioRing
 from audioclassifier.sources import Chunk
 
-__all__ = ["Window", "Windower", "level_dbfs"]
+__all__ = ["StreamWindow", "StreamWindows", "Window", "Windower", "level_dbfs"]
 
 #: Level reported for digital silence.
 SILENCE_DBFS = -200.0
@@ -180,3 +184,77 @@ class Windower:
         ctx = self.context_seconds if context_seconds is None else context_seconds
         start = max(self._segment_start, window.start_sample - int(ctx * self.sample_rate))
         return self.ring.get(start, window.end_sample)
+
+
+@dataclass(frozen=True)
+class StreamWindow:
+    """One window: its log-mel ``(n_mels, frames)``, first column, and level in dBFS."""
+
+    logmel: np.ndarray
+    start_frame: int
+    level_dbfs: float
+
+
+class StreamWindows:
+    """Push blocks, get windows; see the module docstring."""
+
+    def __init__(self, params: LogMelParams, *, window_frames: int, window_samples: int, hop_frames: int) -> None:
+        self.params = params
+        self.frames = window_frames
+        self.window_samples = window_samples
+        self.hop_frames = max(1, hop_frames)
+        self._stream = LogMelStream(params)
+        self._cols = np.empty((params.n_mels, 0), dtype=np.float32)
+        self._col0 = 0  # global index of _cols[:, 0]
+        self._samples = np.empty(0, dtype=np.float32)
+        self._s0 = 0  # global index of _samples[0]
+        self._next = 0  # first column of the next window
+        self._last: int | None = None  # first column of the last window given
+        self.samples_seen = 0
+
+    @property
+    def total_frames(self) -> int:
+        return self._col0 + self._cols.shape[1]
+
+    def _level(self, start_frame: int) -> float:
+        a = start_frame * self.params.hop_length - self._s0
+        seg = self._samples[max(0, a) : max(0, a) + self.window_samples]
+        return level_dbfs(float(np.mean(np.square(seg, dtype=np.float64)))) if seg.size else level_dbfs(0.0)
+
+    def _window(self, start: int) -> StreamWindow:
+        a = start - self._col0
+        return StreamWindow(self._cols[:, a : a + self.frames].copy(), start, self._level(start))
+
+    def _trim(self) -> None:
+        keep_from = min(self._next, max(0, self.total_frames - self.frames))
+        if keep_from > self._col0:
+            self._cols = self._cols[:, keep_from - self._col0 :]
+            self._col0 = keep_from
+        s_from = keep_from * self.params.hop_length
+        if s_from > self._s0:
+            self._samples = self._samples[s_from - self._s0 :]
+            self._s0 = s_from
+
+    def push(self, y: np.ndarray) -> list[StreamWindow]:
+        """Add mono samples; return the windows they complete."""
+        y = np.asarray(y, dtype=np.float32)
+        self.samples_seen += y.shape[0]
+        self._samples = np.concatenate((self._samples, y))
+        cols = self._stream.push(y)
+        if cols.shape[1]:
+            self._cols = np.concatenate((self._cols, cols), axis=1)
+        out = []
+        while self._next + self.frames <= self.total_frames:
+            out.append(self._window(self._next))
+            self._last = self._next
+            self._next += self.hop_frames
+        self._trim()
+        return out
+
+    def finish(self) -> list[StreamWindow]:
+        """The window aligned to the end, if the hops did not reach the end (and a window fits)."""
+        end_start = self.total_frames - self.frames
+        if end_start < 0 or end_start == self._last:
+            return []
+        self._last = end_start
+        return [self._window(end_start)]

@@ -85,18 +85,22 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def _open(path: str | os.PathLike[str], *, sensor: bool = False) -> sf.SoundFile:
+def _open(path: str | os.PathLike[str], *, sensor: bool = False, data: bytes | None = None) -> sf.SoundFile:
     """Open for reading, turning every libsndfile failure into AudioFileError; the header's rate
-    must be plausible (see the module docstring)."""
+    must be plausible (see the module docstring). With ``data``, the file's bytes are read from
+    memory and ``path`` only names them in messages (an upload)."""
     p = Path(path)
-    if not p.exists():
-        raise AudioFileError(p, "file not found")
-    if not p.is_file():
-        raise AudioFileError(p, "not a regular file")
-    if p.stat().st_size == 0:
+    if data is None:
+        if not p.exists():
+            raise AudioFileError(p, "file not found")
+        if not p.is_file():
+            raise AudioFileError(p, "not a regular file")
+        if p.stat().st_size == 0:
+            raise AudioFileError(p, "empty file (0 bytes)")
+    elif not data:
         raise AudioFileError(p, "empty file (0 bytes)")
     try:
-        f = sf.SoundFile(str(p))
+        f = sf.SoundFile(str(p) if data is None else io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioFileError(p, f"not a readable audio file ({_clean(exc)})") from exc
     try:
@@ -115,8 +119,9 @@ def _open(path: str | os.PathLike[str], *, sensor: bool = False) -> sf.SoundFile
 
 
 def _clean(exc: BaseException) -> str:
-    """libsndfile's message without the path repeated in it."""
+    """libsndfile's message without the path (or the in-memory file's repr) repeated in it."""
     msg = str(exc).strip() or type(exc).__name__
+    msg = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>:?\s*", "", msg)
     return msg.replace("Error opening ", "").strip()
 
 
@@ -134,10 +139,10 @@ def _check_not_truncated(f: sf.SoundFile, p: Path) -> None:
             )
 
 
-def audio_info(path: str | os.PathLike[str], *, sensor: bool = False) -> AudioInfo:
+def audio_info(path: str | os.PathLike[str], *, sensor: bool = False, data: bytes | None = None) -> AudioInfo:
     """Header facts of an audio file (raises :class:`AudioFileError` if unusable); ``sensor``
-    admits low rates."""
-    with _open(path, sensor=sensor) as f:
+    admits low rates; ``data``: the file's bytes, in memory (``path`` names them)."""
+    with _open(path, sensor=sensor, data=data) as f:
         return AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype)
 
 
@@ -214,6 +219,7 @@ def iter_blocks(
     sample_rate: int | None = 16000,
     channel: int | None = None,
     sensor: bool = False,
+    data: bytes | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of a file of any length, resampled on the fly (for replay).
 
@@ -221,11 +227,12 @@ def iter_blocks(
     at a time (libsndfile's per-call cost, three seeks included, is then paid once per read, not
     once per block) and handed out block by block; the last block may be shorter. A block with
     non-finite or out-of-range samples raises :class:`AudioFileError` (blocks before it were given).
+    ``data``: the file's bytes, in memory (an upload; ``path`` names them in messages).
     """
     if block_frames <= 0:
         raise ValueError(f"block_frames must be positive, got {block_frames}")
     read_frames = max(1, READ_AHEAD_FRAMES // block_frames) * block_frames
-    with _open(path, sensor=sensor) as f:
+    with _open(path, sensor=sensor, data=data) as f:
         sr = int(f.samplerate)
         if channel is not None and not -f.channels <= channel < f.channels:
             raise AudioFileError(path, f"channel {channel} requested, the file has {f.channels} channel(s)")

@@ -261,12 +261,12 @@ class LoadedModel:
         One window per inference, as the runtime scores them: some converters mishandle a
         dynamic batch dimension (OpenVINO 2026.4 reduces ONNX ReduceLogSumExp over the batch).
         """
-        results = [self._decide(self.raw(w[None])) for w in batch]
+        results = [self.decide(self.raw(w[None])) for w in batch]
         return [r[0] for r in results], [r[1] for r in results]
 
     def score(self, logmel: np.ndarray) -> tuple[float, str]:
         """Anomaly score (higher = more anomalous) and label of one ``(n_mels, frames)`` window."""
-        return self._decide(self.raw(logmel[None]))
+        return self.decide(self.raw(logmel[None]))
 
     def analyse(self, logmel: np.ndarray) -> tuple[float, str, np.ndarray | None]:
         """:meth:`score` and the window's embedding ``(D,)`` float32 (None when the model has none),
@@ -275,9 +275,10 @@ class LoadedModel:
             return (*self.score(logmel), None)
         with self._lock:
             out, emb = self.backend.infer_all(np.ascontiguousarray(logmel[None], dtype=np.float32))
-        return (*self._decide(np.asarray(out)), np.asarray(emb, dtype=np.float32).reshape(-1))
+        return (*self.decide(np.asarray(out)), np.asarray(emb, dtype=np.float32).reshape(-1))
 
-    def _decide(self, out: np.ndarray) -> tuple[float, str]:
+    def decide(self, out: np.ndarray) -> tuple[float, str]:
+        """Score and label of one window from the model's output (:meth:`raw` of one window)."""
         card = self.card
         if card.kind == "anomaly":
             return float(out.reshape(-1)[0]), "anomaly"

@@ -23,8 +23,9 @@ from audioclassifier.constraints import OPTIONS, SETTINGS, Param
 from audioclassifier.errors import FatalError
 from audioclassifier.settings import Settings, SettingsError
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_SPOOL_DIR", "ENV_PREFIX", "Config", "ConfigError", "HubConfig", "UploadTarget",
-           "build_parser", "env_name", "hub_config", "hub_configured", "load_config"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_SPOOL_DIR", "ENV_PREFIX", "MIN_TOKEN_LENGTH", "Config", "ConfigError", "HttpConfig",
+           "HubConfig", "UploadTarget", "build_parser", "env_name", "http_config", "hub_config", "hub_configured",
+           "is_loopback", "load_config"]
 
 ENV_PREFIX = "AUSCULT_"
 #: The model the module ships with: package data, so an installed wheel has it too.
@@ -90,6 +91,34 @@ class HubConfig:
     upload: UploadTarget = field(default_factory=UploadTarget)
 
 
+#: The shortest ``AUSCULT_HTTP_TOKEN`` accepted (a guessable token is no protection).
+MIN_TOKEN_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The live page and REST API (``--http-port``): where they listen, the token every request
+    must carry (``AUSCULT_HTTP_TOKEN``; a secret, never in ``repr`` or logs; required beyond
+    loopback) and the largest upload ``POST /api/score`` takes."""
+
+    port: int
+    bind: str = "127.0.0.1"
+    token: str = field(default="", repr=False)
+    max_upload_bytes: int = 20 * 2**20
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ``::1``)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the module runs with, loaded once."""
@@ -114,6 +143,7 @@ class Config:
     self_test: bool = False
     log_level: str = "INFO"
     hub: HubConfig | None = None
+    http: HttpConfig | None = None
 
 
 def _speed(text: str) -> str:
@@ -225,6 +255,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="also write one JSON line per window (offsets, level, score, threshold) to this file")
     add("--log-level", dest="log_level", default="INFO", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level (default INFO)")
+
+    group = p.add_argument_group("live page and REST API (the token: AUSCULT_HTTP_TOKEN, environment only)")
+    for name in ("http_port", "http_bind", "http_max_upload_mb"):
+        add_param(OPTIONS[name], "--" + name.replace("_", "-"), default=OPTIONS[name].default)
     return p
 
 
@@ -256,6 +290,21 @@ def hub_config(env: Mapping[str, str]) -> HubConfig:
                      upload=upload)
 
 
+def http_config(port: int, bind: str, max_upload_mb: float, env: Mapping[str, str]) -> HttpConfig | None:
+    """The live page's configuration (None when ``port`` is 0): the token comes from the
+    environment only (a command line shows in ``ps``); beyond loopback it is required."""
+    if not port:
+        return None
+    token = env.get("AUSCULT_HTTP_TOKEN", "")
+    if token and (len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or token != token.strip()):
+        raise ConfigError(f"AUSCULT_HTTP_TOKEN must be at least {MIN_TOKEN_LENGTH} printable characters without "
+                          "surrounding spaces")
+    if not token and not is_loopback(bind):
+        raise ConfigError(f"--http-bind {bind}: serving beyond loopback requires a token in AUSCULT_HTTP_TOKEN "
+                          f"(at least {MIN_TOKEN_LENGTH} characters; every request must then carry it)")
+    return HttpConfig(port=int(port), bind=bind, token=token, max_upload_bytes=int(max_upload_mb * 2**20))
+
+
 def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
     """Command line and environment → :class:`Config`. A bad option exits 2 (argparse's way);
     a bad hub variable or setting raises :class:`ConfigError`."""
@@ -278,4 +327,5 @@ def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
         local_out=Path(args.local_out), window_log=Path(args.window_log) if args.window_log else None,
         self_test=bool(args.self_test), log_level=args.log_level,
         hub=hub_config(env) if hub_configured(env) else None,
+        http=http_config(args.http_port, args.http_bind, float(args.http_max_upload_mb), env),
     )

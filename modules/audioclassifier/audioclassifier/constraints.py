@@ -311,4 +311,12 @@ OPTIONS: dict[str, Param] = {p.name: p for p in (
           "goes first)", lo=0.0, lo_open=True, hi=1e6),
     Param("hub_reconnect_seconds", float, 10.0, "first wait before reconnecting to edgeHub (it doubles "
           "during an outage)", lo=1.0, hi=3600.0),
+    Param("http_port", int, 0, "serve the live page, the REST API (`/api/status`, `/api/alerts`, `/api/clips/...`, "
+          "`POST /api/score`) and `/metrics` on this TCP port (0 = off)", lo=0, hi=65535),
+    Param("http_bind", str, "127.0.0.1", "address the page and API listen on. Loopback by default; any other "
+          "address (`0.0.0.0` in a container whose port is published) requires `AUSCULT_HTTP_TOKEN` on every "
+          "request", pattern=r"[A-Za-z0-9.:_-]+", max_length=253, strip=True,
+          accepts="an IP address or host name"),
+    Param("http_max_upload_mb", float, 20.0, "largest recording `POST /api/score` accepts, in megabytes "
+          "(larger: 413)", lo=0.0, lo_open=True, hi=1024.0),
 )}

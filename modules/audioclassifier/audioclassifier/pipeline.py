@@ -40,6 +40,7 @@ from audioclassifier.commands import (
 from audioclassifier.detector import Detector
 from audioclassifier.events import Telemetry
 from audioclassifier.feedback import Feedback
+from audioclassifier.live import LiveFeed
 from audioclassifier.onsite import OnsiteError, OnsiteLearning
 from audioclassifier.procinfo import seconds_since_start
 from audioclassifier.sequence import SequenceStore
@@ -60,8 +61,9 @@ class Pipeline:
     def __init__(self, *, source: AudioSource, model: LoadedModel, settings: Settings, sink: Sink,
                  state_path: Path | None, context_seconds: float, window_log: Path | None,
                  onsite: OnsiteLearning | None = None, alert_windows: AlertWindows | None = None,
-                 feedback: Feedback | None = None) -> None:
+                 feedback: Feedback | None = None, feed: LiveFeed | None = None) -> None:
         self.source, self.model, self.settings, self.sink = source, model, settings, sink
+        self.feed = feed  # the live page's feed (--http-port), or None
         self.context_seconds = context_seconds
         self.windower = Windower(model.card, hop_seconds=settings.hop_seconds, context_seconds=context_seconds)
         self.onsite = onsite if onsite is not None else OnsiteLearning()
@@ -214,6 +216,7 @@ class Pipeline:
             self._window_log.write(w, None, None, self.detector.threshold)
             self.detector.update(None, w.end_offset)
             self._set_state("silent", f"level {w.level_dbfs:.1f} dBFS under the gate {s.energy_gate_dbfs:g} dBFS")
+            self._publish(w, None, None)
             return
         score, label, embedding = self.model.analyse(w.logmel)
         score = self.onsite.score(score, embedding)  # the learned model's, once learned
@@ -225,6 +228,7 @@ class Pipeline:
         self.last_score = score
         self.telemetry.window(w.start_time, w.start_offset, w.level_dbfs, score)
         self._window_log.write(w, score, label, self.detector.threshold)
+        self._publish(w, score, label)
         if self.onsite.running:  # learned, not scored against a threshold
             self.onsite.window(embedding)
             self.alert_windows.end_run()
@@ -237,6 +241,22 @@ class Pipeline:
             if self.detector.update(score, w.end_offset):
                 self._flagged.append((w, score, label, self.alert_windows.flagged(self.onsite.fingerprint)))
                 self._release_flagged()
+
+    def _publish(self, w: Window, score: float | None, label: str | None) -> None:
+        """Hand the window to the live page's feed: the spectrogram columns it added (all of them
+        for a segment's first window), its score and the state. A feed failure never stops the worker."""
+        if self.feed is None:
+            return
+        frames = self.windower.window_frames
+        new = frames if w.index == 0 else min(frames, self.windower.hop_frames)
+        state = "learning" if self.onsite.running else "calibrating" if self.calibration.running else self.state
+        try:
+            self.feed.window(time=w.end_time, offset=w.end_offset, level_dbfs=w.level_dbfs, score=score, label=label,
+                             threshold=self.detector.threshold, state=state, columns=w.logmel[:, frames - new:],
+                             frame_seconds=self.windower.hop_length / self.windower.sample_rate)
+        except Exception:
+            self.feed.errors += 1
+            log.exception("live feed: window not published")
 
     def _release_flagged(self, *, final: bool = False) -> None:
         """Alert for the flagged windows whose audio has all arrived (a window's last STFT frame can
@@ -256,7 +276,14 @@ class Pipeline:
         self.alert_windows.alerted(record, seq=alert.seq, machine=alert.machine, clip=alert.clip, label=alert.label,
                                    score=alert.score, threshold=alert.threshold, time=alert.window_start,
                                    model=alert.model)
-        self.sink.emit("alerts", alert.to_message())
+        message = alert.to_message()
+        self.sink.emit("alerts", message)
+        if self.feed is not None:
+            try:
+                self.feed.alert(message, flagged.audio, flagged.sample_rate)
+            except Exception:
+                self.feed.errors += 1
+                log.exception("live feed: alert not published")
 
     def _emit_telemetry(self, interval: Interval | None) -> None:
         if interval is not None:

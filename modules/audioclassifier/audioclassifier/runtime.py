@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from audioclassifier.backends import LoadedModel, load_model
 from audioclassifier.calibration import CalibrationError, SiteCalibration
 from audioclassifier.capture import Capture, CaptureError
 from audioclassifier.feedback import Feedback
+from audioclassifier.learning import NormalModel
+from audioclassifier.live import LiveFeed
 from audioclassifier.onsite import OnsiteLearning
 from audioclassifier.pipeline import Pipeline
 from audioclassifier.procinfo import peak_rss_mb
@@ -34,7 +37,7 @@ from audioclassifier.sinks import Sink
 from audioclassifier.sources import AudioSource, SourceError
 from audioclassifier.status import runtime_status
 
-__all__ = ["CalibrationError", "CaptureError", "Runtime"]
+__all__ = ["CalibrationError", "CaptureError", "InForce", "Runtime"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,16 @@ COMMAND_TIMEOUT = 30.0  #: seconds a caller waits for the worker to take a comma
 OnDone = Callable[[dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class InForce:
+    """What the worker scores with now (:meth:`Runtime.in_force`)."""
+
+    model: LoadedModel
+    threshold: float
+    settings: Settings
+    learned: NormalModel | None
+
+
 class Runtime:
     """The module's main job over one source, one model and one sink (see the module docstring)."""
 
@@ -51,12 +64,12 @@ class Runtime:
                  backend: str = "auto", state_path: Path | None = None,
                  context_seconds: float = CLIP_CONTEXT_SECONDS, window_log: Path | None = None,
                  onsite: OnsiteLearning | None = None, alert_windows: AlertWindows | None = None,
-                 feedback: Feedback | None = None) -> None:
+                 feedback: Feedback | None = None, feed: LiveFeed | None = None) -> None:
         self.source = source
         self.backend_preference = backend
         self.pipeline = Pipeline(source=source, model=model, settings=settings, sink=sink, state_path=state_path,
                                  context_seconds=context_seconds, window_log=window_log, onsite=onsite,
-                                 alert_windows=alert_windows, feedback=feedback)
+                                 alert_windows=alert_windows, feedback=feedback, feed=feed)
         self.counters = self.pipeline.counters
         self._commands = commands.CommandQueue()
         self._gate = threading.RLock()  # held to start or end the worker, and to run commands while none runs
@@ -93,6 +106,13 @@ class Runtime:
 
     def calibration_status(self) -> dict[str, Any]:
         return self.pipeline.calibration_status()
+
+    def in_force(self) -> InForce:
+        """The model, threshold, settings and learned normal model in force, read together: what
+        ``POST /api/score`` scores a recording with (from another thread; each is replaced, never mutated)."""
+        p = self.pipeline
+        learned = p.onsite.model if not p.onsite.running else None
+        return InForce(model=p.model, threshold=p.threshold, settings=p.settings, learned=learned)
 
     # -- RuntimeControl (any thread) --------------------------------------------------------------
 
