@@ -15,7 +15,8 @@ OpenVINO is the module's first backend; hence these few formulas, checked agains
   i.e. microphone gain and distance), keeping its spread.
 * :class:`LinearHead`: softmax of an affine map: a multinomial logistic regression; a binary one as
   ``softmax([-z/2, z/2])``, which is ``[1 - sigmoid(z), sigmoid(z)]``.
-* :class:`SVCHead`: an SVC's decision values (RBF or linear kernel) and the sigmoid calibration of
+* :class:`SVCHead`: an SVC's decision values (RBF kernel: over its support vectors; linear: folded
+  into one weight matrix) and the sigmoid calibration of
   ``CalibratedClassifierCV(method="sigmoid", ensemble=False)``.
 """
 
@@ -123,9 +124,12 @@ class SVCHead(nn.Module):
         if svc.kernel == "rbf" and (isinstance(gamma, str) or not gamma > 0):
             raise ValueError(f"SVC gamma must be a positive number to export, got {gamma!r}")
         self.k, self.kernel, self.gamma = k, svc.kernel, float(gamma) if svc.kernel == "rbf" else 0.0
-        self.register_buffer("sv", _buf(sv))
-        self.register_buffer("sv_sq", _buf((sv * sv).sum(axis=1)))
-        self.register_buffer("w", _buf(w))
+        if svc.kernel == "linear":  # sum_s coef_s <z, sv_s> = <z, sum_s coef_s sv_s>: one (D, P) matrix
+            self.register_buffer("w", _buf(sv.T @ w))
+        else:
+            self.register_buffer("sv", _buf(sv))
+            self.register_buffer("sv_sq", _buf((sv * sv).sum(axis=1)))
+            self.register_buffer("w", _buf(w))
         self.register_buffer("b", _buf(icpt))
         self.register_buffer("to_class", _buf(to_class))
         self.register_buffer("vote_j", _buf(np.maximum(-to_class, 0)))
@@ -134,13 +138,11 @@ class SVCHead(nn.Module):
 
     def decision(self, z: torch.Tensor) -> torch.Tensor:
         """libsvm's one-vs-one decision values ``(B, K(K-1)/2)``."""
+        if self.kernel == "linear":
+            return torch.matmul(z, self.w) + self.b
         dot = torch.matmul(z, self.sv.T)
-        if self.kernel == "rbf":
-            d2 = torch.clamp((z * z).sum(dim=1, keepdim=True) + self.sv_sq - 2 * dot, min=0.0)
-            kx = torch.exp(-self.gamma * d2)
-        else:
-            kx = dot
-        return torch.matmul(kx, self.w) + self.b
+        d2 = torch.clamp((z * z).sum(dim=1, keepdim=True) + self.sv_sq - 2 * dot, min=0.0)
+        return torch.matmul(torch.exp(-self.gamma * d2), self.w) + self.b
 
     def ovr(self, f: torch.Tensor) -> torch.Tensor:
         """scikit-learn's one-vs-rest decision ``(B, K)`` from the pairs' values (more than two classes)."""
