@@ -500,6 +500,9 @@ def test_feedback_a_false_alarm_stops_recurring_and_a_confirmed_clip_reaches_dat
     hub.wait_for(lambda h: (h.reported.get("feedback") or {}).get("confirmed") == 1, 15)
     status, body = hub.invoke("feedback", {"seq": first["seq"], "verdict": "undo"})
     assert status == 200 and body["undid"] == "false_alarm" and body["normal_model"]["accepted"] == 0, body
+    undone = azurite.container(container).get_blob_client(first["clip"])
+    assert wait_until(lambda: undone.get_blob_properties().metadata.get("auscult_verdict") == "undone", 30), \
+        "the undo did not reach the clip's mark"  # (a mark still waiting at exit is kept for the next start)
     module.proc.send_signal(signal.SIGTERM)
     assert module.wait(30) == 0
 
