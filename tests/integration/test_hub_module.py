@@ -78,9 +78,16 @@ def module(edge_env, azurite, tls, hub, tmp_path):
 
 
 def spool_clips(env: dict[str, str]) -> dict[str, bytes]:
+    """The clips in the spool now (one the uploader removes while they are read is not there)."""
     root = Path(env["AUSCULT_SPOOL_DIR"]) / "clips"
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.wav")
-            if not p.name.startswith(".")}
+    out = {}
+    for p in root.rglob("*.wav"):
+        if not p.name.startswith("."):
+            try:
+                out[p.relative_to(root).as_posix()] = p.read_bytes()
+            except FileNotFoundError:  # uploaded and removed meanwhile
+                continue
+    return out
 
 
 @pytest.mark.slow
@@ -500,6 +507,8 @@ def test_feedback_a_false_alarm_stops_recurring_and_a_confirmed_clip_reaches_dat
     hub.wait_for(lambda h: (h.reported.get("feedback") or {}).get("confirmed") == 1, 15)
     status, body = hub.invoke("feedback", {"seq": first["seq"], "verdict": "undo"})
     assert status == 200 and body["undid"] == "false_alarm" and body["normal_model"]["accepted"] == 0, body
+    undone = azurite.container(container).get_blob_client(first["clip"])
+    assert wait_until(lambda: undone.get_blob_properties().metadata.get("auscult_verdict") == "undone", 30)
     module.proc.send_signal(signal.SIGTERM)
     assert module.wait(30) == 0
 
