@@ -51,10 +51,12 @@ class Observed(Protocol):
 
     def learning_status(self) -> dict[str, Any]: ...
 
+    def health_status(self) -> dict[str, Any]: ...
+
 
 def runtime_status(rt: Observed) -> dict[str, Any]:
     """State, source, backend and device, model card summary, threshold, settings, counters,
-    calibration, on-site learning and the last error."""
+    calibration, on-site learning, the machine's health and the last error."""
     model, source = rt.model, rt.source
     return {
         "state": rt.state,
@@ -77,5 +79,6 @@ def runtime_status(rt: Observed) -> dict[str, Any]:
         "last_error": rt.last_error or source.last_error,
         "calibration": rt.calibration_status(),
         "learning": rt.learning_status(),
+        "health": rt.health_status(),
         "version": __version__,
     }

@@ -87,7 +87,7 @@ def redacted(value: Any) -> Any:
 
 
 class Reporter:
-    """Sends ``{"status": status(), "settings": settings()}`` now (:meth:`report_status`) and every
+    """Sends ``{"status": status(), "settings": settings(), "health": status()["health"]}`` now (:meth:`report_status`) and every
     ``interval`` seconds from its own thread; ``send`` queues a reported-properties patch."""
 
     def __init__(self, send: Callable[[dict[str, Any]], None], status: Callable[[], dict[str, Any]],
@@ -104,7 +104,9 @@ class Reporter:
         self._send(redacted(patch))
 
     def report_status(self) -> None:
-        self.send({"status": self._status(), "settings": self._settings()})
+        """The status, the settings in force and the machine's health (also a top-level property)."""
+        status = self._status()
+        self.send({"status": status, "settings": self._settings(), "health": status.get("health")})
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="hub-reporter", daemon=True)
