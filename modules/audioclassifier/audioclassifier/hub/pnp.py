@@ -2,7 +2,8 @@
 
 The module implements the DTDL v3 interface ``modules/audioclassifier/dtdl/`` (:data:`MODEL_ID`),
 announced when it connects (the SDK puts ``model-id`` in the MQTT user name when ``product_info``
-is a DTMI). Every writable property (a twin setting: ``threshold``, ..., ``upload``, ``model``)
+is a DTMI). Its properties and commands are the root interface's; the messages' fields are the
+telemetry of two components, ``alerts`` and ``telemetry`` (:data:`COMPONENTS`). Every writable property (a twin setting: ``threshold``, ..., ``upload``, ``model``)
 is acknowledged under its own name in the reported properties, by the Plug and Play convention:
 
 ``{"value": <the value in force>, "ac": <code>, "av": <the desired $version>, "ad": <description>}``
@@ -25,10 +26,15 @@ from typing import Any
 
 from ..constraints import SETTINGS
 
-__all__ = ["MODEL_ID", "WRITABLE", "ack", "acknowledgements", "desired_version", "property_value"]
+__all__ = ["COMPONENTS", "MODEL_ID", "WRITABLE", "ack", "acknowledgements", "desired_version", "property_value"]
 
 #: The DTDL interface this module implements (modules/audioclassifier/dtdl/dtmi/auscult/audioclassifier-1.json).
 MODEL_ID = "dtmi:auscult:audioclassifier;1"
+
+#: Output → the component whose telemetry its messages carry (the message property ``$.sub``):
+#: alert and telemetry bodies share field names with the settings (``threshold``, ``machine``,
+#: ``model``), and one DTDL interface cannot hold a telemetry and a property of the same name.
+COMPONENTS = {"alerts": "alerts", "telemetry": "telemetry"}
 
 #: The writable properties: the twin settings, nested ones (``upload.enabled``) under their object.
 WRITABLE: tuple[str, ...] = tuple(dict.fromkeys(name.split(".")[0] for name in SETTINGS))
