@@ -91,7 +91,8 @@ def test_band_edges_tile_the_mel_range() -> None:
 
 
 @pytest.mark.parametrize(("lo", "hi", "text"), [(200, 400, "200-400 Hz"), (2100, 4300, "2.1-4.3 kHz"),
-                                               (800, 1200, "800 Hz-1.2 kHz"), (1000, 2000, "1-2 kHz")])
+                                               (800, 1200, "800 Hz-1.2 kHz"), (1000, 2000, "1-2 kHz"),
+                                               (1060, 1130, "1.06-1.13 kHz")])
 def test_ranges_read_as_a_technician_writes_them(lo: float, hi: float, text: str) -> None:
     assert _span(lo, hi) == text
 

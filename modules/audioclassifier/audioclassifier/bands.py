@@ -6,11 +6,11 @@ raises it, a steady hum does not). A :class:`BandProfile` is the machine's norma
 their mean and spread over normal windows. :func:`explain` compares an alert's window with it:
 
 * per band, the change in dB of level and of variability, and how unusual each change is
-  (divided by the normal spread, with a floor of 1 dB for level and 0.5 dB for variability);
-* the band that departs most, grown to its neighbours that depart at least half as much in the
+  (divided by the normal spread, with a floor of 1 dB for level and 0.5 dB for variability): a
+  change counts when it is unusual (at least :data:`MIN_DEPARTURE` spreads) and then by its size in dB;
+* the band that changed most, grown to its neighbours that changed at least half as much in the
   same direction, is a *range* (in Hz, between the mel bands' crossover points); up to three
-  ranges, each from the bands left over; only departures of at least :data:`MIN_DEPARTURE`
-  normal spreads count;
+  ranges, each from the bands left over, none under :data:`MIN_CHANGE_DB`;
 * a one-line summary: ``+9 dB at 2.1-4.3 kHz, impulsive`` (level change, range, and
   ``impulsive`` when the variability rose by 2 dB or more and that stands out, ``steadier`` when it fell).
 
@@ -45,7 +45,8 @@ __all__ = ["MIN_DEPARTURE", "MIN_RUNNING_WINDOWS", "BandAccumulator", "BandProfi
 
 log = logging.getLogger(__name__)
 
-MIN_DEPARTURE = 3.0  #: normal spreads a band must depart by to be named
+MIN_DEPARTURE = 3.0  #: normal spreads a band's change must reach to count
+MIN_CHANGE_DB = 1.0  #: and dB: smaller changes are not named
 MIN_RUNNING_WINDOWS = 30  #: windows a running profile needs before it explains anything
 RUNNING_WINDOWS = 3600  #: the running profile's memory (exponential, in windows)
 LEVEL_FLOOR_DB, VARIABILITY_FLOOR_DB = 1.0, 0.5  #: least spread assumed (a too-steady normal flags noise)
@@ -143,32 +144,37 @@ def _hz(f: float) -> str:
 
 
 def _span(lo: float, hi: float) -> str:
-    """``200-400 Hz``, ``2.1-4.3 kHz``, ``800 Hz-1.2 kHz``."""
+    """``200-400 Hz``, ``2.1-4.3 kHz``, ``800 Hz-1.2 kHz``, ``1.06-1.13 kHz``."""
     if hi < 1000:
         return f"{_hz(lo)}-{_hz(hi)} Hz"
     if lo >= 1000:
-        return f"{_hz(lo)}-{_hz(hi)} kHz"
+        a, b = _hz(lo), _hz(hi)
+        if a == b:
+            a, b = f"{lo / 1000:.2f}", f"{hi / 1000:.2f}"
+        return f"{a}-{b} kHz"
     return f"{_hz(lo)} Hz-{_hz(hi)} kHz"
 
 
 def explain(level: np.ndarray, variability: np.ndarray, profile: BandProfile, edges: np.ndarray) -> dict[str, Any]:
     """The explanation of a window against ``profile`` (see the module docstring):
-    ``{"summary", "bands": [{"low_hz", "high_hz", "level_db", "variability_db", "departure"}],
+    ``{"summary", "bands": [{"low_hz", "high_hz", "level_db", "variability_db", "departure", "kind"}],
     "reference": {"source", "windows"}}``."""
     d_level = level - profile.level_mean
     d_var = variability - profile.var_mean
     z_level = d_level / np.maximum(profile.level_sd, LEVEL_FLOOR_DB)
     z_var = d_var / np.maximum(profile.var_sd, VARIABILITY_FLOOR_DB)
-    departure = np.maximum(np.abs(z_level), np.abs(z_var))
+    # a band's change in dB counts where it is unusual for this machine (MIN_DEPARTURE spreads or more)
+    m_level = np.where(np.abs(z_level) >= MIN_DEPARTURE, np.abs(d_level), 0.0)
+    m_var = np.where(np.abs(z_var) >= MIN_DEPARTURE, np.abs(d_var), 0.0)
+    free = np.maximum(m_level, m_var)
     # the direction of each band's main change: level up/down (+1/-1) or variability up/down (+2/-2)
-    direction = np.where(np.abs(z_level) >= np.abs(z_var), np.sign(d_level), 2 * np.sign(d_var))
-    free = departure.copy()
+    direction = np.where(m_level >= m_var, np.sign(d_level), 2 * np.sign(d_var))
     ranges: list[dict[str, Any]] = []
     n = len(free)
     while len(ranges) < MAX_RANGES:
         top = int(np.argmax(free))
         peak = float(free[top])
-        if not peak >= MIN_DEPARTURE:
+        if not peak >= MIN_CHANGE_DB:
             break
         lo = hi = top
         while lo > 0 and free[lo - 1] >= peak / 2 and direction[lo - 1] == direction[top]:
@@ -177,15 +183,14 @@ def explain(level: np.ndarray, variability: np.ndarray, profile: BandProfile, ed
             hi += 1
         free[lo : hi + 1] = -np.inf
         sl = slice(lo, hi + 1)
-        ranges.append({"low_hz": round(float(edges[lo]), 1), "high_hz": round(float(edges[hi + 1]), 1),
-                       "level_db": round(float(d_level[sl].mean()), 1),
-                       "variability_db": round(float(d_var[sl].mean()), 1),
-                       "departure": round(peak, 1), "_z_var": float(z_var[sl].mean())})
-    for r in ranges:
-        z = r.pop("_z_var")
-        r["kind"] = ("impulsive" if r["variability_db"] >= IMPULSIVE_DB and z >= MIN_DEPARTURE / 2 else
-                     "steadier" if r["variability_db"] <= -IMPULSIVE_DB and z <= -MIN_DEPARTURE / 2 else
+        z_v = float(z_var[sl].mean())
+        r = {"low_hz": round(float(edges[lo]), 1), "high_hz": round(float(edges[hi + 1]), 1),
+             "level_db": round(float(d_level[sl].mean()), 1), "variability_db": round(float(d_var[sl].mean()), 1),
+             "departure": round(float(np.maximum(np.abs(z_level[sl]), np.abs(z_var[sl])).max()), 1)}
+        r["kind"] = ("impulsive" if r["variability_db"] >= IMPULSIVE_DB and z_v >= MIN_DEPARTURE / 2 else
+                     "steadier" if r["variability_db"] <= -IMPULSIVE_DB and z_v <= -MIN_DEPARTURE / 2 else
                      "louder" if r["level_db"] >= 0 else "quieter")
+        ranges.append(r)
     return {"summary": _summary(ranges), "bands": ranges,
             "reference": {"source": profile.source, "windows": profile.windows}}
 
