@@ -58,9 +58,10 @@ _FORMAT = 1
 def window_bands(logmel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A window's per-band level and variability (dB, float64), from its ``(n_mels, frames)`` log-mel."""
     x = np.asarray(logmel, dtype=np.float32)
-    level = x.mean(axis=1, dtype=np.float64)
-    variability = x.std(axis=1, dtype=np.float64)
-    return level, variability
+    level = x.mean(axis=1)
+    deviation = x - level[:, None]
+    variability = np.sqrt(np.einsum("ij,ij->i", deviation, deviation) / x.shape[1])
+    return level.astype(np.float64), variability.astype(np.float64)
 
 
 def band_edges(params: LogMelParams) -> np.ndarray:
@@ -184,13 +185,14 @@ def explain(level: np.ndarray, variability: np.ndarray, profile: BandProfile, ed
         free[lo : hi + 1] = -np.inf
         sl = slice(lo, hi + 1)
         z_v = float(z_var[sl].mean())
-        r = {"low_hz": round(float(edges[lo]), 1), "high_hz": round(float(edges[hi + 1]), 1),
-             "level_db": round(float(d_level[sl].mean()), 1), "variability_db": round(float(d_var[sl].mean()), 1),
-             "departure": round(float(np.maximum(np.abs(z_level[sl]), np.abs(z_var[sl])).max()), 1)}
-        r["kind"] = ("impulsive" if r["variability_db"] >= IMPULSIVE_DB and z_v >= MIN_DEPARTURE / 2 else
-                     "steadier" if r["variability_db"] <= -IMPULSIVE_DB and z_v <= -MIN_DEPARTURE / 2 else
-                     "louder" if r["level_db"] >= 0 else "quieter")
-        ranges.append(r)
+        level_db, var_db = round(float(d_level[sl].mean()), 1), round(float(d_var[sl].mean()), 1)
+        kind = ("impulsive" if var_db >= IMPULSIVE_DB and z_v >= MIN_DEPARTURE / 2 else
+                "steadier" if var_db <= -IMPULSIVE_DB and z_v <= -MIN_DEPARTURE / 2 else
+                "louder" if level_db >= 0 else "quieter")
+        ranges.append({"low_hz": round(float(edges[lo]), 1), "high_hz": round(float(edges[hi + 1]), 1),
+                       "level_db": level_db, "variability_db": var_db,
+                       "departure": round(float(np.maximum(np.abs(z_level[sl]), np.abs(z_var[sl])).max()), 1),
+                       "kind": kind})
     return {"summary": _summary(ranges), "bands": ranges,
             "reference": {"source": profile.source, "windows": profile.windows}}
 

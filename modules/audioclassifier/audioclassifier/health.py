@@ -44,6 +44,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from audioclassifier.events import iso_utc
 
 __all__ = ["ALARM_BELOW", "OK_FROM", "STATES", "HealthTracker", "window_load"]
@@ -160,14 +162,13 @@ class HealthTracker:
         s = self._samples
         if len(s) < 2 or s[-1].time - s[0].time < min(max(2 * self.window_seconds, 3600.0), TREND_SPAN_SECONDS / 2):
             return None
-        t0 = s[0].time
-        n = len(s)
-        mt = sum(x.time - t0 for x in s) / n
-        mi = sum(x.index for x in s) / n
-        var = sum((x.time - t0 - mt) ** 2 for x in s)
+        t = np.fromiter((x.time for x in s), dtype=np.float64, count=len(s))
+        y = np.fromiter((x.index for x in s), dtype=np.float64, count=len(s))
+        t -= t.mean()
+        var = float(t @ t)
         if var <= 0:
             return None
-        slope = sum((x.time - t0 - mt) * (x.index - mi) for x in s) / var
+        slope = float(t @ (y - y.mean())) / var
         return round(slope * SECONDS_PER_DAY, 2)
 
     def status(self) -> dict[str, Any]:
