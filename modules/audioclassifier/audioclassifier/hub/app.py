@@ -210,8 +210,11 @@ class HubApp:
                 self.last_error = "rejected desired properties: " + "; ".join(problems)
                 log.warning("hub: %s", self.last_error)
             settings = self._settings_dict() or {}
-            acks = acknowledgements(desired, complete=complete, rejected=rejected, settings=settings,
-                                    threshold=self._threshold(), failure=failure, known_unknown=self._unknown_acked)
+            acks: dict[str, Any] = {}
+            if "$" not in rejected:  # a document refused whole (not an object, too deep) names no property
+                acks = acknowledgements(desired, complete=complete, rejected=rejected, settings=settings,
+                                        threshold=self._threshold(), failure=failure,
+                                        known_unknown=self._unknown_acked)
             for name, value in acks.items():
                 if name not in self._settings_fields():
                     (self._unknown_acked.add if value is not None else self._unknown_acked.discard)(name)
