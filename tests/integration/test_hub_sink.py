@@ -160,6 +160,7 @@ def test_alerts_go_out_with_their_clip(running, hub, azurite) -> None:
     sink, control = running
     path = control.capture_clip(0.5, "imbalance")
     clip = path.relative_to(sink.clip_dir).as_posix()
+    data = path.read_bytes()  # the uploader deletes the spooled clip once it is uploaded
     sink.sink.emit("alerts", {"type": "anomaly", "machine": "pump-1", "label": "imbalance", "score": 0.97,
                               "threshold": 0.5, "clip": clip, "model": "1", "seq": 1})
     sink.sink.emit("telemetry", {"type": "telemetry", "machine": "pump-1", "windows": 12, "seq": 1})
@@ -167,8 +168,7 @@ def test_alerts_go_out_with_their_clip(running, hub, azurite) -> None:
     msg = hub.outputs("alerts")[0]
     assert msg.properties["alert"] == "true" and msg.properties["label"] == "imbalance"
     assert msg.body["clip"] == clip
-    assert wait_until(lambda: azurite.blobs("sink-clips").get(clip) == path.read_bytes() if path.exists()
-                      else clip in azurite.blobs("sink-clips"), 20)
+    assert wait_until(lambda: azurite.blobs("sink-clips").get(clip) == data, 20)
 
 
 def test_model_update_over_the_air(running, hub, tmp_path: Path) -> None:

@@ -158,12 +158,14 @@ class PendingReports:
         self._patch = patch
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}
+        self._in_flight = 0  # patches taken but not yet answered: a flush waits for them too
         self.refused = 0
         self.last_error: str | None = None
 
     @property
     def pending(self) -> bool:
-        return bool(self._pending)
+        """Something is waiting or on the wire (a shutdown that flushed before the answer lost it)."""
+        return bool(self._pending) or self._in_flight > 0
 
     def add(self, patch: Mapping[str, Any]) -> None:
         with self._lock:
@@ -172,8 +174,16 @@ class PendingReports:
     def send(self) -> None:
         with self._lock:
             patch, self._pending = self._pending, {}
-        if not patch:
-            return
+            if not patch:
+                return
+            self._in_flight += 1
+        try:
+            self._send(patch)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _send(self, patch: dict[str, Any]) -> None:
         try:
             json.dumps(patch, allow_nan=False)
         except (TypeError, ValueError) as exc:  # retrying cannot help: drop it, loudly
