@@ -57,6 +57,7 @@ test-image: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) bench/features.py
 	$(PY) bench/module.py
+	$(PY) bench/explain.py
 
 # Full trainings and evaluations (synthetic at -6/0/+6 dB on unseen machines, the real sets), then the
 # generalisation benchmark (held-out machines, speeds, load and gain; baselines in the same run):

@@ -23,6 +23,7 @@ from urllib3.util.retry import Retry
 __all__ = [
     "AlertNotice",
     "ConfigError",
+    "Health",
     "MalformedEventError",
     "Notifier",
     "NotifySettings",
@@ -136,6 +137,49 @@ class RawEvent:
 
 
 @dataclass(frozen=True)
+class Health:
+    """The machine's health the alert carries (the module's health index)."""
+
+    index: int
+    state: str  # ok | watch | alarm
+    trend_per_day: float | None = None
+
+    def describe(self) -> str:
+        """``watch (index 52, falling 12 points a day)``."""
+        text = f"{self.state} (index {self.index}"
+        if self.trend_per_day is not None and abs(self.trend_per_day) >= 1:
+            way = "falling" if self.trend_per_day < 0 else "rising"
+            text += f", {way} {abs(self.trend_per_day):.0f} points a day"
+        return text + ")"
+
+
+HEALTH_STATES = ("ok", "watch", "alarm")
+_MAX_EXPLANATION = 200
+
+
+def _health(body: Mapping[str, Any]) -> Health | None:
+    """The body's ``health``, or None when it has none or it is not one (an alert is sent regardless)."""
+    h = body.get("health")
+    if not isinstance(h, Mapping):
+        return None
+    index, state, trend = h.get("index"), h.get("state"), h.get("trend_per_day")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= 100 or state not in HEALTH_STATES:
+        return None
+    ok_trend = isinstance(trend, (int, float)) and not isinstance(trend, bool) and math.isfinite(trend)
+    return Health(index, str(state), float(trend) if ok_trend else None)
+
+
+def _explanation(body: Mapping[str, Any]) -> str | None:
+    """The body's explanation summary, bounded; None when it has none."""
+    e = body.get("explanation")
+    summary = e.get("summary") if isinstance(e, Mapping) else None
+    if not isinstance(summary, str) or not summary.strip():
+        return None
+    summary = " ".join(summary.split())
+    return summary if len(summary) <= _MAX_EXPLANATION else summary[: _MAX_EXPLANATION - 3] + "..."
+
+
+@dataclass(frozen=True)
 class AlertNotice:
     """An alert, read and checked, ready to be worded for a technician."""
 
@@ -149,6 +193,8 @@ class AlertNotice:
     model: str | None = None
     device: str | None = None
     module: str | None = None
+    health: Health | None = None
+    explanation: str | None = None  # the module's one-line summary: "+9 dB at 2.1-4.3 kHz, impulsive"
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -234,6 +280,8 @@ def parse_event(event: RawEvent) -> AlertNotice | None:
         model=_text(body, "model", required=False),
         device=str(system["connection-device-id"]) if system.get("connection-device-id") else None,
         module=str(system["connection-module-id"]) if system.get("connection-module-id") else None,
+        health=_health(body),
+        explanation=_explanation(body),
     )
 
 
@@ -262,13 +310,19 @@ def _score(notice: AlertNotice) -> str:
 
 
 def summary(notice: AlertNotice) -> str:
-    """One line a technician can read on a phone's lock screen."""
-    return f"{notice.machine} sounds like {notice.label!s}: score {_score(notice)} at {_when(notice.window_start)}"
+    """One line a technician can read on a phone's lock screen (with what changed in the sound)."""
+    what = f" ({notice.explanation})" if notice.explanation else ""
+    return (f"{notice.machine} sounds like {notice.label!s}{what}: score {_score(notice)} "
+            f"at {_when(notice.window_start)}")
 
 
 def _facts(notice: AlertNotice) -> list[tuple[str, str]]:
-    facts = [("Machine", notice.machine), ("Sound", notice.label), ("Score", _score(notice)),
-             ("Time", _when(notice.window_start))]
+    facts = [("Machine", notice.machine), ("Sound", notice.label)]
+    if notice.explanation:
+        facts.append(("What changed", notice.explanation))
+    if notice.health:
+        facts.append(("Health", notice.health.describe()))
+    facts += [("Score", _score(notice)), ("Time", _when(notice.window_start))]
     if notice.device:
         facts.append(("Device", notice.device))
     if notice.model:
@@ -292,7 +346,8 @@ def build_payload(notice: AlertNotice, fmt: str, link: str | None) -> dict[str, 
             "version": "1.4",
             "body": [
                 {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium",
-                 "color": "Attention", "wrap": True},
+                 "color": "Warning" if notice.health and notice.health.state != "alarm" else "Attention",
+                 "wrap": True},
                 {"type": "TextBlock", "text": summary(notice), "wrap": True},
                 {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(notice)]},
             ],

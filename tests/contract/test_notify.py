@@ -130,6 +130,46 @@ def test_alert_becomes_a_teams_card_with_the_clip_link(webhook: Webhook) -> None
     assert "pump-3 sounds like bearing" in msg["summary"]
 
 
+HEALTH = {"index": 52, "state": "watch", "trend_per_day": -12.4, "since": "2025-11-21T04:20:00.000Z", "windows": 900}
+EXPLANATION = {"summary": "+9 dB at 2.1-4.3 kHz, impulsive", "reference": {"source": "learned", "windows": 280},
+               "bands": [{"low_hz": 2100.0, "high_hz": 4300.0, "level_db": 9.2, "variability_db": 4.1,
+                          "departure": 11.5, "kind": "impulsive"}]}
+
+
+def test_the_card_says_what_changed_in_the_sound_and_how_the_machine_is_doing(webhook: Webhook) -> None:
+    body = Alert(machine="pump-3", label="anomaly", score=2.5, threshold=2.13, window_start=T0, window_end=T0 + 2,
+                 audio_offset_seconds=120.0, model="2025.11-anomaly", seq=8, clip=None, health=HEALTH,
+                 explanation=EXPLANATION).to_message()
+    nt.Notifier(settings(webhook.url)).handle([event(body)])
+    msg = webhook.bodies()[0]
+    card = msg["attachments"][0]["content"]
+    facts = {f["title"]: f["value"] for f in next(b for b in card["body"] if b["type"] == "FactSet")["facts"]}
+    assert facts["What changed"] == "+9 dB at 2.1-4.3 kHz, impulsive"
+    assert facts["Health"] == "watch (index 52, falling 12 points a day)"
+    assert msg["summary"].startswith("pump-3 sounds like anomaly (+9 dB at 2.1-4.3 kHz, impulsive): score 2.5")
+    assert card["body"][0]["color"] == "Warning"  # watch; alarm (or no health) is Attention
+
+    alarm = dict(body, health={**HEALTH, "state": "alarm", "index": 12, "trend_per_day": None}, seq=9)
+    slack = settings(webhook.url, AUSCULT_WEBHOOK_FORMAT="slack")
+    nt.Notifier(slack).handle([event(alarm)])
+    fields = [f["text"] for f in webhook.bodies()[1]["blocks"][1]["fields"]]
+    assert "*What changed*\n+9 dB at 2.1-4.3 kHz, impulsive" in fields and "*Health*\nalarm (index 12)" in fields
+
+
+def test_an_unreadable_health_or_explanation_is_left_out_and_the_alert_still_goes(webhook: Webhook) -> None:
+    body = dict(alert(), health={"index": "high", "state": "ok"}, explanation={"summary": 5})
+    report = nt.Notifier(settings(webhook.url)).handle([event(body)])
+    assert report.sent == 1 and report.malformed == 0
+    card = webhook.bodies()[0]["attachments"][0]["content"]
+    facts = {f["title"] for f in next(b for b in card["body"] if b["type"] == "FactSet")["facts"]}
+    assert "Health" not in facts and "What changed" not in facts
+    long = dict(alert(seq=10), explanation={"summary": "x " * 500})
+    nt.Notifier(settings(webhook.url)).handle([event(long)])
+    card = webhook.bodies()[1]["attachments"][0]["content"]
+    facts = {f["title"]: f["value"] for f in next(b for b in card["body"] if b["type"] == "FactSet")["facts"]}
+    assert len(facts["What changed"]) == 200 and facts["What changed"].endswith("...")
+
+
 def test_slack_payload_escapes_names_and_links_the_clip(webhook: Webhook) -> None:
     s = settings(webhook.url, AUSCULT_WEBHOOK_FORMAT="slack", AUSCULT_CLIP_SAS="")
     nt.Notifier(s).handle([event(alert(machine="fan <B&C>", clip="clips/a b.wav"))])

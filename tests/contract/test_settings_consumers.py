@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "modules" / "audioclassifier" / 
 CONSUMERS = {
     "threshold": "pipeline.py", "hop_seconds": "pipeline.py", "consecutive": "pipeline.py",
     "cooldown_seconds": "pipeline.py", "energy_gate_dbfs": "pipeline.py",
-    "telemetry_interval_seconds": "pipeline.py", "machine": "pipeline.py",
+    "telemetry_interval_seconds": "pipeline.py", "machine": "pipeline.py", "health_window_seconds": "pipeline.py",
     "device": "runtime.py", "precision": "runtime.py",
     "upload.enabled": "hub/uploader.py", "upload.max_per_hour": "hub/uploader.py",
     "model.url": "hub/ota.py", "model.sha256": "hub/ota.py", "model.version": "hub/ota.py",

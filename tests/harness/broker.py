@@ -120,6 +120,7 @@ class Mosquitto:
             f"user {getpass.getuser()}\n"  # as root, stay root: the certificates are in a private tmp folder
             "allow_anonymous true\npersistence false\n"
             "log_dest stderr\nlog_type error\nlog_type warning\n"
+            "log_type notice\n"  # "New client connected ... u'<user name>'": the model-id a module announces
             "max_queued_messages 100000\n")
 
     def start(self) -> None:
@@ -145,6 +146,14 @@ class Mosquitto:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def connect_user_names(self) -> list[str]:
+        """The MQTT user names of the clients that connected (the broker logs them): a Plug and Play
+        module announces its model there (``...&model-id=dtmi%3A...``)."""
+        import re
+
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return re.findall(r"New client connected from \S+ as \S+ \([^)]*u'([^']*)'\)", text)
 
     @property
     def running(self) -> bool:

@@ -91,6 +91,8 @@ class HubResponder:
             self.messages.clear()
             self._responses.clear()
             self.twin_gets = 0
+            self.reported_limit = 32 * 1024  # a test that lowered it must not refuse the next test's reports
+            self.refused_reports = 0
 
     def _on_connect(self, client, userdata, flags, rc) -> None:
         if rc == 0:

@@ -121,6 +121,11 @@ def test_calibration_on_the_machines_own_sound_stops_false_alarms_and_keeps_the_
     assert before(cal120) == []
     assert after(cal120) and after(cal120)[0]["audio_offset_seconds"] < FAULT_START + 30
     assert cal120[0]["threshold"] > cal90[0]["threshold"]
+    # the calibration's sound is the normal the alerts are explained against, kept for the next start
+    assert all(a["explanation"]["reference"]["source"] == "calibration" for a in cal120)
+    assert (tmp_path / "cal120" / "bands" / "machine.json").is_file()
+    # without a calibration, the first alerts come before any normal is known: no explanation
+    assert plain[0]["explanation"] is None
 
 
 def test_calibration_on_silence_fails_and_keeps_the_cards_threshold(recording: Path, tmp_path: Path) -> None:

@@ -236,14 +236,15 @@ def test_model_over_the_air_and_methods_through_the_real_module(module, hub, azu
     hub.wait_for(lambda h: h.reported.get("status", {}).get("model", {}).get("version") == "1", 30)
 
     hub.set_desired({"model": {"url": v2.as_uri(), "sha256": sha2, "version": "2"}})
-    hub.wait_for(lambda h: h.reported.get("model", {}).get("state") == "ok", 30)
-    assert hub.reported["model"]["version"] == "2"
+    hub.wait_for(lambda h: h.reported.get("model_update", {}).get("state") == "ok", 30)
+    assert hub.reported["model_update"]["version"] == "2"
     status, body = hub.invoke("getStatus")
     assert status == 200 and body["model"]["version"] == "2"
 
     hub.set_desired({"model": {"url": v3.as_uri(), "sha256": "0" * 64, "version": "3"}})
-    hub.wait_for(lambda h: h.reported.get("model", {}).get("state") == "failed", 30)
-    assert "sha256" in hub.reported["model"]["error"].lower() or "hash" in hub.reported["model"]["error"].lower()
+    hub.wait_for(lambda h: h.reported.get("model_update", {}).get("state") == "failed", 30)
+    error = hub.reported["model_update"]["error"].lower()
+    assert "sha256" in error or "hash" in error
     status, body = hub.invoke("getStatus")
     assert body["model"]["version"] == "2", "a failed update keeps the model in use"
 

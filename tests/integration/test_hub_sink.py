@@ -81,21 +81,60 @@ def running(sink_env, hub, caplog):
     assert sink_env["EdgeHubConnectionString"].split("SharedAccessKey=")[1] not in everything
 
 
-def test_desired_properties_are_validated_applied_and_reported(running, hub) -> None:
+def test_desired_properties_are_validated_applied_and_acknowledged(running, hub) -> None:
+    """Each writable property is acknowledged by the IoT Plug and Play convention: {value, ac, av, ad},
+    av the desired $version; a refusal is ac 400 with the reason, the value in force kept and reported."""
     sink, control = running
-    hub.set_desired({"threshold": 0.42, "cooldown_seconds": 5})
+    # at connect, every writable property the twin does not set: its start value, ac 203, av 0
+    hub.wait_for(lambda h: h.reported.get("hop_seconds", {}).get("ac") == 203, 10)
+    assert hub.reported["hop_seconds"] == {"value": 1.0, "ac": 203, "av": 0,
+                                           "ad": "not in the desired properties: the start value is in force"}
+    v = hub.set_desired({"threshold": 0.42, "cooldown_seconds": 5})
     assert wait_until(lambda: control.settings.threshold == 0.42, 10)
-    hub.wait_for(lambda h: h.reported.get("settings", {}).get("threshold") == 0.42, 10)
+    hub.wait_for(lambda h: h.reported.get("threshold", {}).get("av") == v, 10)
+    assert hub.reported["threshold"] == {"value": 0.42, "ac": 200, "av": v, "ad": "applied"}
+    assert hub.reported["cooldown_seconds"] == {"value": 5.0, "ac": 200, "av": v, "ad": "applied"}
+    assert hub.reported["settings"]["threshold"] == 0.42 and "rejected" not in hub.reported
 
-    hub.set_desired({"threshold": "high", "consecutive": 3, "colour": "red"})
-    hub.wait_for(lambda h: set(h.reported.get("rejected", {})) == {"threshold", "colour"}, 10)
-    assert "finite number" in hub.reported["rejected"]["threshold"]
+    v = hub.set_desired({"threshold": "high", "consecutive": 3, "colour": "red"})
+    hub.wait_for(lambda h: h.reported.get("colour", {}).get("av") == v, 10)
+    threshold = hub.reported["threshold"]
+    assert threshold["ac"] == 400 and threshold["av"] == v and threshold["value"] == 0.42  # the value in force
+    assert "finite number" in threshold["ad"] and "'high'" in threshold["ad"]
+    assert hub.reported["colour"] == {"value": None, "ac": 400, "av": v, "ad": "refused: unknown setting"}
+    assert hub.reported["consecutive"] == {"value": 3, "ac": 200, "av": v, "ad": "applied"}
     assert control.settings.threshold == 0.42 and control.settings.consecutive == 3  # old kept, good applied
     assert "rejected desired properties" in hub.reported["last_error"]
 
-    hub.set_desired({"threshold": 0.5, "colour": None})
-    hub.wait_for(lambda h: h.reported.get("rejected", {}) == {}, 10)  # cleared once fixed
-    assert control.settings.threshold == 0.5
+    v = hub.set_desired({"threshold": 0.5, "colour": None, "consecutive": None})
+    hub.wait_for(lambda h: h.reported.get("threshold", {}).get("av") == v, 10)
+    assert hub.reported["threshold"]["ac"] == 200 and "colour" not in hub.reported  # its refusal removed
+    assert hub.reported["consecutive"] == {"value": 2, "ac": 200, "av": v,
+                                           "ad": "removed from the desired properties: back to the start value"}
+    assert control.settings.threshold == 0.5 and control.settings.consecutive == 2
+    # an object property: the whole object in force comes back
+    v = hub.set_desired({"upload": {"enabled": False}})
+    hub.wait_for(lambda h: h.reported.get("upload", {}).get("av") == v, 10)
+    assert hub.reported["upload"]["value"] == {"enabled": False, "max_per_hour": 60}
+    assert hub.reported["upload"]["ac"] == 200
+
+
+def test_a_twin_fetched_at_connect_is_acknowledged_whole(sink_env, hub) -> None:
+    """The desired section fetched at (re)connect: what it sets with its $version, the rest 203."""
+    hub.desired.update({"threshold": 0.7, "hop_seconds": 0, "$version": 12})
+    app = HubApp(hub_config(sink_env))
+    control = Control(app.clip_dir)
+    app.start(control)
+    try:
+        assert app.wait_for_twin(15)
+        hub.wait_for(lambda h: h.reported.get("hop_seconds", {}).get("av") == 12, 10)
+        assert hub.reported["threshold"] == {"value": 0.7, "ac": 200, "av": 12, "ad": "applied"}
+        assert hub.reported["hop_seconds"]["ac"] == 400 and hub.reported["hop_seconds"]["value"] == 1.0
+        assert hub.reported["machine"]["ac"] == 203 and hub.reported["machine"]["value"] == "pump-1"
+        assert hub.reported["model"]["ac"] == 203 and "url" not in (hub.reported["model"]["value"] or {})
+        assert control.settings.threshold == 0.7
+    finally:
+        app.close()
 
 
 def test_methods(running, hub, azurite) -> None:
@@ -121,6 +160,7 @@ def test_alerts_go_out_with_their_clip(running, hub, azurite) -> None:
     sink, control = running
     path = control.capture_clip(0.5, "imbalance")
     clip = path.relative_to(sink.clip_dir).as_posix()
+    data = path.read_bytes()  # the uploader deletes the spooled clip once it is uploaded
     sink.sink.emit("alerts", {"type": "anomaly", "machine": "pump-1", "label": "imbalance", "score": 0.97,
                               "threshold": 0.5, "clip": clip, "model": "1", "seq": 1})
     sink.sink.emit("telemetry", {"type": "telemetry", "machine": "pump-1", "windows": 12, "seq": 1})
@@ -128,26 +168,32 @@ def test_alerts_go_out_with_their_clip(running, hub, azurite) -> None:
     msg = hub.outputs("alerts")[0]
     assert msg.properties["alert"] == "true" and msg.properties["label"] == "imbalance"
     assert msg.body["clip"] == clip
-    assert wait_until(lambda: azurite.blobs("sink-clips").get(clip) == path.read_bytes() if path.exists()
-                      else clip in azurite.blobs("sink-clips"), 20)
+    assert wait_until(lambda: azurite.blobs("sink-clips").get(clip) == data, 20)
 
 
 def test_model_update_over_the_air(running, hub, tmp_path: Path) -> None:
     sink, control = running
     src, sha = tiny_model(tmp_path / "m2.onnx", version="2")
     bad = ("f" if sha[0] != "f" else "e") + sha[1:]
-    hub.set_desired({"model": {"url": src.as_uri(), "sha256": bad, "version": "2"}})
-    hub.wait_for(lambda h: h.reported.get("model", {}).get("state") == "failed", 15)
-    assert "sha256 mismatch" in hub.reported["model"]["error"] and control.swapped == []
+    v = hub.set_desired({"model": {"url": src.as_uri(), "sha256": bad, "version": "2"}})
+    hub.wait_for(lambda h: h.reported.get("model_update", {}).get("state") == "failed", 15)
+    assert "sha256 mismatch" in hub.reported["model_update"]["error"] and control.swapped == []
+    hub.wait_for(lambda h: h.reported.get("model", {}).get("ac") == 500, 10)  # the acknowledgement follows
+    assert hub.reported["model"]["av"] == v and "sha256 mismatch" in hub.reported["model"]["ad"]
+    assert hub.reported["model"]["value"] == {"sha256": bad, "version": "2"}  # never the URL
 
-    hub.set_desired({"model": {"url": src.as_uri(), "sha256": sha, "version": "2"}})
-    hub.wait_for(lambda h: h.reported.get("model", {}).get("state") == "ok", 15)
-    assert hub.reported["model"]["version"] == "2" and hub.reported["model"].get("error") is None
+    v = hub.set_desired({"model": {"url": src.as_uri(), "sha256": sha, "version": "2"}})
+    hub.wait_for(lambda h: h.reported.get("model_update", {}).get("state") == "ok", 15)
+    assert hub.reported["model_update"]["version"] == "2" and hub.reported["model_update"].get("error") is None
+    hub.wait_for(lambda h: h.reported.get("model", {}).get("ac") == 200, 10)
+    assert hub.reported["model"] == {"value": {"sha256": sha, "version": "2"}, "ac": 200, "av": v,
+                                     "ad": "model 2 in use"}
     assert control.swapped == [sink.models_dir / f"{sha}.onnx"]
     assert control.settings.model.version == "2"
 
-    hub.set_desired({"model": {"url": "ftp://x/y.onnx", "sha256": sha, "version": "3"}})
-    hub.wait_for(lambda h: "model.url" in h.reported.get("rejected", {}), 10)
+    v = hub.set_desired({"model": {"url": "ftp://x/y.onnx", "sha256": sha, "version": "3"}})
+    hub.wait_for(lambda h: h.reported.get("model", {}).get("av") == v, 10)
+    assert hub.reported["model"]["ac"] == 400 and "model.url" in hub.reported["model"]["ad"]
     assert control.settings.model.version == "2"
 
 
@@ -182,9 +228,10 @@ def test_reports_stay_bounded_and_a_refused_report_does_not_block_the_next(runni
     """A rejected 1 MB `machine` was echoed twice in a 2 MB reported patch (IoT Hub keeps 32 KB), and
     a refused report was retried forever, blocking all reporting after it."""
     app, control = running
-    hub.set_desired({"machine": "m" * 1_000_000, "cooldown_seconds": 7})
-    hub.wait_for(lambda h: "machine" in h.reported.get("rejected", {}), 15)
-    assert len(hub.reported["rejected"]["machine"]) < 200 and control.settings.cooldown_seconds == 7
+    v = hub.set_desired({"machine": "m" * 1_000_000, "cooldown_seconds": 7})
+    hub.wait_for(lambda h: h.reported.get("machine", {}).get("av") == v, 15)
+    assert hub.reported["machine"]["ac"] == 400 and hub.reported["machine"]["value"] == "pump-1"
+    assert len(hub.reported["machine"]["ad"]) < 200 and control.settings.cooldown_seconds == 7
     assert len(json.dumps(hub.reported)) < 32 * 1024 and hub.refused_reports == 0
     app.reporter.send({"blob": "x" * 100_000})  # whatever a report holds, it is cut to fit
     hub.wait_for(lambda h: "blob" in h.reported, 15)
@@ -222,4 +269,4 @@ def test_a_deeply_nested_or_bare_string_payload_gets_a_short_400(running, hub) -
     status, body = hub.invoke("getStatus", None, 10)
     assert status == 200  # and the module answers the next call as usual
     hub.set_desired({"nest": json.loads("[" * 20 + "]" * 20)})  # shallow enough: an unknown setting, refused
-    hub.wait_for(lambda h: "nest" in h.reported.get("rejected", {}), 10)
+    hub.wait_for(lambda h: h.reported.get("nest", {}).get("ac") == 400, 10)

@@ -23,9 +23,9 @@ from harness.procs import terminate
 
 SR = 16000
 ALERT_FIELDS = {"type", "machine", "label", "score", "threshold", "window_start", "window_end",
-                "audio_offset_seconds", "clip", "model", "seq"}
+                "audio_offset_seconds", "clip", "model", "seq", "health", "explanation"}
 TELEMETRY_FIELDS = {"type", "machine", "interval_start", "interval_end", "windows", "scored", "mean_score",
-                    "max_score", "level_dbfs", "state", "alerts", "overflows", "model", "seq"}
+                    "max_score", "level_dbfs", "state", "alerts", "overflows", "model", "seq", "health"}
 
 
 module = run_module

@@ -171,6 +171,15 @@ def test_learn_then_monitor_end_to_end_in_local_mode(tmp_path: Path) -> None:
     offsets = [a["audio_offset_seconds"] for a in alerts]
     assert offsets and min(offsets) >= 90 and min(offsets) < 130, offsets
     assert saved.read_bytes() == before
+    # each alert explains itself against the bands learned with the normal model: the bearing's
+    # impacts ring its resonance, and some alert names the band that holds it
+    from ml.synth import machine_params
+
+    resonance = machine_params(0, seed=1).bearing_resonance_hz
+    assert all(a["explanation"]["reference"]["source"] == "learned" for a in alerts)
+    assert any(b["low_hz"] <= resonance <= b["high_hz"] and b["level_db"] > 0
+               for a in alerts for b in a["explanation"]["bands"]), (resonance, [a["explanation"] for a in alerts])
+    assert all(a["health"]["windows"] > 0 for a in alerts)
 
     alerts, log = replay(healthy, out, "--learn-seconds", "30", "--relearn")
     assert "learning 30 s" in log and "on-site learning done" in log

@@ -15,7 +15,7 @@ def test_alert_message_has_design_fields() -> None:
               clip="fan-1/2026-11-21/030000-anomaly.wav")
     m = json.loads(json.dumps(a.to_message()))
     assert set(m) == {"type", "machine", "label", "score", "threshold", "window_start", "window_end",
-                      "audio_offset_seconds", "clip", "model", "seq"}
+                      "audio_offset_seconds", "clip", "model", "seq", "health", "explanation"}
     assert m["type"] == "anomaly" and m["window_start"] == "2026-11-21T03:00:00.000Z"
     assert m["window_end"] == "2026-11-21T03:00:02.000Z" and m["score"] == 0.912346
     assert message_properties(m) == {"alert": "true", "label": "anomaly", "machine": "fan-1"}

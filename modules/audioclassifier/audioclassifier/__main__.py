@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         runtime = Runtime(source=source, model=model, settings=settings, sink=sink, backend=config.backend,
                           state_path=Path(state_dir) / "sequence.json", window_log=config.window_log, onsite=onsite,
                           alert_windows=AlertWindows(feedback_dir / "alerts", keep=config.feedback_alerts),
-                          feedback=Feedback(feedback_dir), feed=live)
+                          feedback=Feedback(feedback_dir), feed=live,
+                          bands_dir=Path(state_dir) / "bands", on_health=hub.on_health if hub is not None else None)
     except OSError as exc:
         log.error("output: %s", exc)
         (hub or sink).close()
@@ -173,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if hub is not None:
         hub.start(runtime)  # the twin and the methods are served from here on
+        # Twin first: the desired properties (a threshold) are in force before the first window is
+        # scored; without the hub, after a bounded wait, the ones the last run kept are.
+        hub.wait_for_twin(config.hub.twin_wait_seconds if config.hub is not None else 0.0)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("%s: finishing", signal.Signals(signum).name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,9 +35,11 @@ class FlaggedWindow:
 
 
 def build_alert(flagged: FlaggedWindow, *, clip_dir: Path, machine: str, threshold: float, model: str,
-                seq: int) -> tuple[Alert, str | None]:
+                seq: int, health: dict[str, Any] | None = None,
+                explanation: dict[str, Any] | None = None) -> tuple[Alert, str | None]:
     """The alert (number ``seq``) for ``flagged`` with its clip written under ``clip_dir``; and
-    the reason the clip could not be written (the alert then has no clip), or None."""
+    the reason the clip could not be written (the alert then has no clip), or None. ``health`` and
+    ``explanation`` go in the alert as they are."""
     w = flagged.window
     clip, error = None, None
     try:
@@ -47,5 +50,5 @@ def build_alert(flagged: FlaggedWindow, *, clip_dir: Path, machine: str, thresho
         log.error("%s", error)
     alert = Alert(machine=machine, label=flagged.label, score=flagged.score, threshold=threshold,
                   window_start=w.start_time, window_end=w.end_time, audio_offset_seconds=w.start_offset,
-                  model=model, seq=seq, clip=clip)
+                  model=model, seq=seq, clip=clip, health=health, explanation=explanation)
     return alert, error

@@ -20,17 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from audioclassifier.constraints import OPTIONS, SETTINGS, Param
+from audioclassifier.desired import load_desired
 from audioclassifier.errors import FatalError
 from audioclassifier.settings import Settings, SettingsError
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_SPOOL_DIR", "ENV_PREFIX", "MIN_TOKEN_LENGTH", "Config", "ConfigError", "HttpConfig",
-           "HubConfig", "UploadTarget", "build_parser", "env_name", "http_config", "hub_config", "hub_configured",
-           "is_loopback", "load_config"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_SPOOL_DIR", "DESIRED_FILE", "ENV_PREFIX", "MIN_TOKEN_LENGTH", "Config",
+           "ConfigError", "HttpConfig", "HubConfig", "UploadTarget", "build_parser", "env_name", "http_config",
+           "hub_config", "hub_configured", "is_loopback", "load_config"]
 
 ENV_PREFIX = "AUSCULT_"
 #: The model the module ships with: package data, so an installed wheel has it too.
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "model.onnx"
 DEFAULT_SPOOL_DIR = "/var/lib/auscult/spool"
+#: The last desired properties, under the spool dir (:mod:`audioclassifier.desired`).
+DESIRED_FILE = "desired.json"
 
 #: What the IoT Edge runtime sets in a module's container (the SDK needs all of them).
 EDGE_VARIABLES = ("IOTEDGE_IOTHUBHOSTNAME", "IOTEDGE_DEVICEID", "IOTEDGE_MODULEID", "IOTEDGE_GATEWAYHOSTNAME",
@@ -81,7 +84,11 @@ class UploadTarget:
 
 @dataclass(frozen=True)
 class HubConfig:
-    """The IoT Hub side's configuration (the SDK reads the IoT Edge variables itself)."""
+    """The IoT Hub side's configuration (the SDK reads the IoT Edge variables itself).
+
+    ``desired``: the desired properties kept by the last run (``<spool_dir>/desired.json``), put
+    in force at start until the twin itself arrives; ``twin_wait_seconds``: how long the start
+    waits for the twin before the first window is scored."""
 
     spool_dir: Path = Path(DEFAULT_SPOOL_DIR)
     spool_quota_bytes: int = 500 * 2**20
@@ -89,6 +96,12 @@ class HubConfig:
     reconnect_seconds: float = 10.0
     ca_file: str | None = None
     upload: UploadTarget = field(default_factory=UploadTarget)
+    twin_wait_seconds: float = 5.0
+    desired: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def desired_path(self) -> Path:
+        return Path(self.spool_dir) / DESIRED_FILE
 
 
 #: The shortest ``AUSCULT_HTTP_TOKEN`` accepted (a guessable token is no protection).
@@ -246,6 +259,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add_flag(OPTIONS["relearn"])
     add_param(OPTIONS["feedback_alerts"], "--feedback-alerts", default=OPTIONS["feedback_alerts"].default)
 
+    group = p.add_argument_group("IoT Hub")
+    add_param(OPTIONS["twin_wait_seconds"], "--twin-wait-seconds", default=OPTIONS["twin_wait_seconds"].default)
+
     group = out = p.add_argument_group("output")
     add_flag(Param("self_test", bool, False, "check the model and front end, print a JSON report, exit 0 if all "
                    "is well"), group=out)
@@ -262,8 +278,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
-def hub_config(env: Mapping[str, str]) -> HubConfig:
-    """The IoT Hub side's configuration from ``env`` (the composition root and the tests build it)."""
+def hub_config(env: Mapping[str, str], *, twin_wait_seconds: float | None = None) -> HubConfig:
+    """The IoT Hub side's configuration from ``env`` (the composition root and the tests build it),
+    with the desired properties the last run kept. ``twin_wait_seconds`` (the command line's)
+    wins over ``AUSCULT_TWIN_WAIT_SECONDS``."""
     def megabytes(name: str) -> int:
         param = OPTIONS[name]
         text = env.get(env_name(name))
@@ -273,21 +291,26 @@ def hub_config(env: Mapping[str, str]) -> HubConfig:
             raise ConfigError(f"{env_name(name)}={text!r}: {exc}") from None
         return int(value * 2**20)
 
-    reconnect = OPTIONS["hub_reconnect_seconds"]
-    text = env.get(env_name("hub_reconnect_seconds"))
-    try:
-        reconnect_seconds = reconnect.default if not text else reconnect.parse(text)
-    except argparse.ArgumentTypeError as exc:
-        raise ConfigError(f"{env_name('hub_reconnect_seconds')}={text!r}: {exc}") from None
+    def number(name: str) -> float:
+        param = OPTIONS[name]
+        text = env.get(env_name(name))
+        try:
+            return float(param.default if not text else param.parse(text))
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"{env_name(name)}={text!r}: {exc}") from None
+
+    reconnect_seconds = number("hub_reconnect_seconds")
+    wait = number("twin_wait_seconds") if twin_wait_seconds is None else float(twin_wait_seconds)
     upload = UploadTarget(
         blob_connection_string=env.get("AUSCULT_BLOB_CONNECTION_STRING", ""),
         blob_container=env.get("AUSCULT_BLOB_CONTAINER") or UploadTarget.blob_container,
         container_sas_url=env.get("AUSCULT_BLOB_CONTAINER_SAS_URL", ""),
         device_connection_string=env.get("AUSCULT_DEVICE_CONNECTION_STRING", ""))
-    return HubConfig(spool_dir=Path(env.get("AUSCULT_SPOOL_DIR") or DEFAULT_SPOOL_DIR),
+    spool_dir = Path(env.get("AUSCULT_SPOOL_DIR") or DEFAULT_SPOOL_DIR)
+    return HubConfig(spool_dir=spool_dir,
                      spool_quota_bytes=megabytes("spool_quota_mb"), outbox_quota_bytes=megabytes("outbox_quota_mb"),
-                     reconnect_seconds=float(reconnect_seconds), ca_file=env.get("AUSCULT_CA_FILE") or None,
-                     upload=upload)
+                     reconnect_seconds=reconnect_seconds, ca_file=env.get("AUSCULT_CA_FILE") or None,
+                     upload=upload, twin_wait_seconds=wait, desired=load_desired(spool_dir / DESIRED_FILE))
 
 
 def http_config(port: int, bind: str, max_upload_mb: float, env: Mapping[str, str]) -> HttpConfig | None:
@@ -326,6 +349,6 @@ def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
         feedback_alerts=int(args.feedback_alerts),
         local_out=Path(args.local_out), window_log=Path(args.window_log) if args.window_log else None,
         self_test=bool(args.self_test), log_level=args.log_level,
-        hub=hub_config(env) if hub_configured(env) else None,
+        hub=hub_config(env, twin_wait_seconds=float(args.twin_wait_seconds)) if hub_configured(env) else None,
         http=http_config(args.http_port, args.http_bind, float(args.http_max_upload_mb), env),
     )

@@ -237,6 +237,8 @@ SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("energy_gate_dbfs", float, -70.0, "windows quieter than this are not scored (state `silent`)",
           lo=-200.0, hi=0.0),
     Param("telemetry_interval_seconds", float, 60.0, "seconds between telemetry summaries", lo=1.0, hi=86400.0),
+    Param("health_window_seconds", float, 600.0, "seconds of scored audio the health index averages over "
+          "(exponentially: older windows weigh less)", lo=10.0, hi=604800.0),
     Param("device", str, "AUTO", "OpenVINO device; AUTO picks the best available", choices=DEVICES),
     Param("precision", str, "f32", "OpenVINO inference precision. f32 gives the scores the model card's "
           "threshold was fitted with, on every CPU; lower precision (or `device`: bf16 on Intel CPUs with "
@@ -319,4 +321,7 @@ OPTIONS: dict[str, Param] = {p.name: p for p in (
           accepts="an IP address or host name"),
     Param("http_max_upload_mb", float, 20.0, "largest recording `POST /api/score` accepts, in megabytes "
           "(larger: 413)", lo=0.0, lo_open=True, hi=1024.0),
+    Param("twin_wait_seconds", float, 5.0, "at start, seconds to wait for the module twin's desired properties "
+          "before the first window is scored (then it starts from the last desired properties kept on disk)",
+          lo=0.0, hi=300.0),
 )}

@@ -35,6 +35,8 @@ class Alert:
     seq: int
     clip: str | None = None
     type: str = "anomaly"
+    health: dict[str, Any] | None = None  # the machine's health after this window (health.py)
+    explanation: dict[str, Any] | None = None  # the bands that departed from normal (bands.py)
 
     def to_message(self) -> dict[str, Any]:
         """The ``alerts`` output body."""
@@ -50,6 +52,8 @@ class Alert:
             "clip": self.clip,
             "model": self.model,
             "seq": self.seq,
+            "health": self.health,
+            "explanation": self.explanation,
         }
 
 
@@ -70,6 +74,7 @@ class Telemetry:
     seq: int
     alerts: int = 0
     overflows: int = 0
+    health: dict[str, Any] | None = None
 
     def to_message(self) -> dict[str, Any]:
         """The ``telemetry`` output body."""
@@ -91,6 +96,7 @@ class Telemetry:
             "overflows": self.overflows,
             "model": self.model,
             "seq": self.seq,
+            "health": self.health,
         }
 
 

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from audioclassifier.bands import BandAccumulator, BandProfile
 from audioclassifier.calibration import Hearing
 from audioclassifier.card import ModelCard
 from audioclassifier.clips import safe_part
@@ -117,9 +118,10 @@ class LearnedStore:
 
 @dataclass
 class _Learn(Hearing):
-    """One learning in progress: the embeddings of the scored windows."""
+    """One learning in progress: the embeddings of the scored windows (and their bands)."""
 
     embeddings: list[np.ndarray] = field(default_factory=list)
+    bands: BandAccumulator | None = None
 
 
 class OnsiteLearning:
@@ -144,6 +146,17 @@ class OnsiteLearning:
     def threshold(self) -> float | None:
         """The learned threshold in force, or None (the card's applies)."""
         return None if self.model is None else self.model.threshold
+
+    @property
+    def band_profile(self) -> BandProfile | None:
+        """The per-band normal heard with the learned model in force (explanations), or None."""
+        d = None if self.model is None else self.model.meta.get("bands")
+        if d is None:
+            return None
+        try:
+            return BandProfile.from_dict(d, source="learned")
+        except ValueError:
+            return None
 
     def score(self, score: float, embedding: np.ndarray | None) -> float:
         """The window's score: the learned model's score of its embedding once learned, else ``score``."""
@@ -227,10 +240,16 @@ class OnsiteLearning:
         self._tell(self.status())
         return self._run.finished
 
-    def window(self, embedding: np.ndarray | None) -> None:
-        """Collect a scored window's embedding (silent windows are never passed)."""
-        if self._run is not None and embedding is not None:
-            self._run.embeddings.append(np.asarray(embedding, dtype=np.float64).reshape(-1))
+    def window(self, embedding: np.ndarray | None, bands: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Collect a scored window's embedding and its per-band level and variability
+        (:func:`audioclassifier.bands.window_bands`; silent windows are never passed)."""
+        run = self._run
+        if run is not None and embedding is not None:
+            run.embeddings.append(np.asarray(embedding, dtype=np.float64).reshape(-1))
+            if bands is not None:
+                if run.bands is None:
+                    run.bands = BandAccumulator(len(bands[0]))
+                run.bands.add(*bands)
 
     def advance(self, seconds: float) -> bool:
         """Count ``seconds`` more audio; True when the learning has heard enough (conclude now)."""
@@ -250,9 +269,11 @@ class OnsiteLearning:
             self._fail(f"{exc} ({len(run.embeddings)} scored windows in {run.audio:.1f} s)")
             return
         self._run = None
+        profile = run.bands.profile("learned") if run.bands is not None else None
         model = replace(fitted, meta={**fitted.meta, "fingerprint": self._fp, "machine": self._machine,
                                       "model": card.version, "seconds": round(run.audio, 3), "total": run.seconds,
-                                      "learned_at": round(time.time(), 3)})
+                                      "learned_at": round(time.time(), 3),
+                                      **({"bands": profile.to_dict()} if profile is not None else {})})
         if self.model is not None:  # the accepted sounds (feedback) stay accepted
             model = model.with_accepted(self.model.accepted)
         self.model = model

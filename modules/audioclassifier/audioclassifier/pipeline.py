@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from audioclassifier.alerts import FlaggedWindow, build_alert
 from audioclassifier.alertwindows import AlertRecord, AlertWindows
 from audioclassifier.analysis import Window, Windower
 from audioclassifier.backends import LoadedModel
+from audioclassifier.bands import NormalBands, window_bands
 from audioclassifier.calibration import CalibrationError, SiteCalibration
 from audioclassifier.capture import Captures, write_capture
 from audioclassifier.commands import (
@@ -40,6 +42,7 @@ from audioclassifier.commands import (
 from audioclassifier.detector import Detector
 from audioclassifier.events import Telemetry
 from audioclassifier.feedback import Feedback
+from audioclassifier.health import HealthTracker
 from audioclassifier.live import LiveFeed
 from audioclassifier.onsite import OnsiteError, OnsiteLearning
 from audioclassifier.procinfo import seconds_since_start
@@ -61,7 +64,8 @@ class Pipeline:
     def __init__(self, *, source: AudioSource, model: LoadedModel, settings: Settings, sink: Sink,
                  state_path: Path | None, context_seconds: float, window_log: Path | None,
                  onsite: OnsiteLearning | None = None, alert_windows: AlertWindows | None = None,
-                 feedback: Feedback | None = None, feed: LiveFeed | None = None) -> None:
+                 feedback: Feedback | None = None, feed: LiveFeed | None = None, bands_dir: Path | None = None,
+                 on_health: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.source, self.model, self.settings, self.sink = source, model, settings, sink
         self.feed = feed  # the live page's feed (--http-port), or None
         self.context_seconds = context_seconds
@@ -71,6 +75,11 @@ class Pipeline:
         self.alert_windows = alert_windows if alert_windows is not None else AlertWindows()
         self.feedback = feedback if feedback is not None else Feedback()
         self._bound = (self.onsite.fingerprint, settings.machine)  # what the recent windows were heard with
+        self.health = HealthTracker(settings.health_window_seconds)
+        self.on_health = on_health
+        self.bands = NormalBands(bands_dir)
+        self.bands.bind(model.card.features, settings.machine)
+        self.bands.set_learned(self.onsite.band_profile)
         self.detector = Detector(self.threshold, settings.consecutive, settings.cooldown_seconds)
         self.state = "no-audio" if source.state == "no-audio" else "running"
         # alerts waiting for their last samples
@@ -111,6 +120,9 @@ class Pipeline:
     def feedback_status(self) -> dict[str, Any]:
         return self.feedback.status(self.onsite, self.alert_windows)
 
+    def health_status(self) -> dict[str, Any]:
+        return self.health.status()
+
     # -- commands ---------------------------------------------------------------------------------
 
     def execute(self, command: Command) -> Any:
@@ -126,7 +138,9 @@ class Pipeline:
         if isinstance(command, StartCalibration):
             if self.onsite.running:
                 raise CalibrationError("on-site learning is running")
-            return self.calibration.start(command.seconds, command.percentile, command.on_done)
+            started = self.calibration.start(command.seconds, command.percentile, command.on_done)
+            self.bands.start_calibration()
+            return started
         if isinstance(command, StartLearning):
             if self.calibration.running:
                 raise OnsiteError("a site calibration is running")
@@ -143,8 +157,10 @@ class Pipeline:
 
     def install(self, settings: Settings, model: LoadedModel | None = None) -> None:
         """Put ``settings`` (and ``model``) in force; a new front end or window restarts the analysis."""
+        renamed = settings.machine != self.settings.machine
         if model is not None and model is not self.model:
             old, self.model = self.model, model
+            self._restart_health("a new model")
             if (model.card.features, model.card.window_samples) != (old.card.features, old.card.window_samples):
                 log.info("the new model has another front end or window: analysis restarts")
                 self._release_flagged(final=True)
@@ -159,6 +175,11 @@ class Pipeline:
         if (self.onsite.fingerprint, settings.machine) != self._bound:
             self._bound = (self.onsite.fingerprint, settings.machine)
             self.alert_windows.forget_recent()
+        self.bands.bind(self.model.card.features, settings.machine)
+        self.bands.set_learned(self.onsite.band_profile)
+        if renamed:
+            self._restart_health(f"machine {settings.machine}")
+        self.health.window_seconds = settings.health_window_seconds
         self.detector.configure(self.threshold, settings.consecutive, settings.cooldown_seconds)
         if self.windower.hop_frames != self.windower.card.features.hop_frames(settings.hop_seconds):
             self.windower.set_hop(settings.hop_seconds)
@@ -187,6 +208,8 @@ class Pipeline:
             self.onsite.conclude()
             self.install(self.settings)  # the learned threshold (or what stays in force)
             self.detector.reset()
+            if self.onsite.model is not None and self.onsite.status().get("state") == "learned":
+                self._restart_health("a new learned normal model")
         if self.source.state == "no-audio":
             self._set_state("no-audio", self.source.last_error or "")
             self.detector.reset()
@@ -230,17 +253,24 @@ class Pipeline:
         self._window_log.write(w, score, label, self.detector.threshold)
         self._publish(w, score, label)
         if self.onsite.running:  # learned, not scored against a threshold
-            self.onsite.window(embedding)
+            self.onsite.window(embedding, window_bands(w.logmel))
             self.alert_windows.end_run()
-        elif self.calibration.running:  # held back: this sound is normal by definition
+            return
+        if self.calibration.running:  # held back: this sound is normal by definition
+            self.bands.window(*window_bands(w.logmel), normal=True)
             self.calibration.window(score, held_back=self.detector.observe(score, w.end_offset))
             self.alert_windows.window(embedding, over=False)
-        else:
-            overlap = math.ceil(self.model.card.window_seconds / self.hop_seconds - 1e-9) - 1
-            self.alert_windows.window(embedding, over=score > self.detector.threshold, overlap=overlap)
-            if self.detector.update(score, w.end_offset):
-                self._flagged.append((w, score, label, self.alert_windows.flagged(self.onsite.fingerprint)))
-                self._release_flagged()
+            return
+        normal = score <= self.detector.threshold and self.health.state == "ok"
+        if normal:  # the running normal (explanations when nothing was learned or calibrated)
+            self.bands.window(*window_bands(w.logmel), normal=True)
+        if self.health.update(score, self.detector.threshold, w.end_time):
+            self._health_changed()
+        overlap = math.ceil(self.model.card.window_seconds / self.hop_seconds - 1e-9) - 1
+        self.alert_windows.window(embedding, over=score > self.detector.threshold, overlap=overlap)
+        if self.detector.update(score, w.end_offset):
+            self._flagged.append((w, score, label, self.alert_windows.flagged(self.onsite.fingerprint)))
+            self._release_flagged()
 
     def _publish(self, w: Window, score: float | None, label: str | None) -> None:
         """Hand the window to the live page's feed: the spectrogram columns it added (all of them
@@ -270,7 +300,8 @@ class Pipeline:
         self.telemetry.alert()
         alert, error = build_alert(flagged, clip_dir=self.sink.clip_dir, machine=self.settings.machine,
                                    threshold=self.detector.threshold, model=self.model.version,
-                                   seq=self._seq.next("alerts"))
+                                   seq=self._seq.next("alerts"), health=self.health.status(),
+                                   explanation=self.bands.explain(flagged.window.logmel))
         self.counters["clips" if error is None else "clip_errors"] += 1
         self.last_error = error or self.last_error
         self.alert_windows.alerted(record, seq=alert.seq, machine=alert.machine, clip=alert.clip, label=alert.label,
@@ -288,7 +319,7 @@ class Pipeline:
     def _emit_telemetry(self, interval: Interval | None) -> None:
         if interval is not None:
             t = Telemetry(machine=self.settings.machine, state=self.state, model=self.model.version,
-                          seq=self._seq.next("telemetry"), **interval.fields())
+                          seq=self._seq.next("telemetry"), health=self.health.status(), **interval.fields())
             self.sink.emit("telemetry", t.to_message())
 
     def _conclude_calibration(self) -> None:
@@ -302,6 +333,8 @@ class Pipeline:
         old = self.threshold
         self.install(replace(self.settings, threshold=result["threshold"]))
         self.detector.reset()  # a new rule: runs start afresh
+        self.bands.end_calibration(True)  # what it heard is the machine's normal for explanations
+        self._restart_health("a site calibration")
         state = self.calibration.finish(result) or {}
         log.info("site calibration done: threshold %.4g → %.4g (%s; %d window(s) over the old threshold held back)",
                  old, self.threshold, result["method"], state.get("suppressed", 0))
@@ -309,8 +342,27 @@ class Pipeline:
     def _end_calibration(self, error: str) -> None:
         """Fail the calibration in progress, if any, with ``error``."""
         if self.calibration.finish(error=error) is not None:
+            self.bands.end_calibration(False)
             self.last_error = f"calibration failed: {error}"
             log.error("site calibration failed, the threshold stays %.4g: %s", self.threshold, error)
+
+    def _health_changed(self) -> None:
+        h = self.health.status()
+        log.log(logging.WARNING if h["state"] != "ok" else logging.INFO, "health of %s: %s (index %s)",
+                self.settings.machine, h["state"], h["index"])
+        if self.on_health is not None:
+            try:
+                self.on_health(h)
+            except Exception:
+                log.exception("on_health failed")
+
+    def _restart_health(self, why: str) -> None:
+        """A new normal (model, learned model, calibration, machine): the health starts afresh."""
+        was = self.health.state
+        self.health.reset()
+        if was != "ok":
+            log.info("health starts afresh (%s)", why)
+            self._health_changed()
 
     def _set_state(self, state: str, why: str = "") -> None:
         if state != self.state:

@@ -64,12 +64,14 @@ class Runtime:
                  backend: str = "auto", state_path: Path | None = None,
                  context_seconds: float = CLIP_CONTEXT_SECONDS, window_log: Path | None = None,
                  onsite: OnsiteLearning | None = None, alert_windows: AlertWindows | None = None,
-                 feedback: Feedback | None = None, feed: LiveFeed | None = None) -> None:
+                 feedback: Feedback | None = None, feed: LiveFeed | None = None, bands_dir: Path | None = None,
+                 on_health: OnDone | None = None) -> None:
         self.source = source
         self.backend_preference = backend
         self.pipeline = Pipeline(source=source, model=model, settings=settings, sink=sink, state_path=state_path,
                                  context_seconds=context_seconds, window_log=window_log, onsite=onsite,
-                                 alert_windows=alert_windows, feedback=feedback, feed=feed)
+                                 alert_windows=alert_windows, feedback=feedback, feed=feed,
+                                 bands_dir=bands_dir, on_health=on_health)
         self.counters = self.pipeline.counters
         self._commands = commands.CommandQueue()
         self._gate = threading.RLock()  # held to start or end the worker, and to run commands while none runs

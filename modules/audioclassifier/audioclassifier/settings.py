@@ -62,6 +62,7 @@ class Settings:
     cooldown_seconds: float = _default("cooldown_seconds")
     energy_gate_dbfs: float = _default("energy_gate_dbfs")
     telemetry_interval_seconds: float = _default("telemetry_interval_seconds")
+    health_window_seconds: float = _default("health_window_seconds")
     device: str = _default("device")
     precision: str = _default("precision")
     upload: UploadSettings = field(default_factory=UploadSettings)

@@ -53,10 +53,12 @@ class Observed(Protocol):
 
     def feedback_status(self) -> dict[str, Any]: ...
 
+    def health_status(self) -> dict[str, Any]: ...
+
 
 def runtime_status(rt: Observed) -> dict[str, Any]:
     """State, source, backend and device, model card summary, threshold, settings, counters,
-    calibration, on-site learning, feedback and the last error."""
+    calibration, on-site learning, feedback, the machine's health and the last error."""
     model, source = rt.model, rt.source
     return {
         "state": rt.state,
@@ -80,5 +82,6 @@ def runtime_status(rt: Observed) -> dict[str, Any]:
         "calibration": rt.calibration_status(),
         "learning": rt.learning_status(),
         "feedback": rt.feedback_status(),
+        "health": rt.health_status(),
         "version": __version__,
     }

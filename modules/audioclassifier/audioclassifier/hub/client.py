@@ -29,6 +29,7 @@ from azure.iot.device import IoTHubModuleClient, MethodResponse
 
 from ..backoff import Backoff
 from .outbox import Outbox
+from .pnp import MODEL_ID
 from .reporting import PendingReports
 from .sender import OutboxSender
 
@@ -104,9 +105,12 @@ class HubClient:
     def from_edge_environment(cls, outbox: Outbox, *, on_desired: DesiredHandler, on_method: MethodHandler,
                               reconnect_seconds: float = 10.0) -> HubClient:
         """Build from the IoT Edge environment, which the SDK reads itself
-        (:func:`audioclassifier.config.hub_configured`); nothing connects yet."""
+        (:func:`audioclassifier.config.hub_configured`); nothing connects yet. The module's IoT
+        Plug and Play model ID goes in ``product_info``: a DTMI there is sent as ``model-id`` in
+        the MQTT user name, which is how a module announces its model (:mod:`.pnp`)."""
         client = IoTHubModuleClient.create_from_edge_environment(
-            connection_retry=True, connection_retry_interval=max(1, int(reconnect_seconds)), keep_alive=30)
+            connection_retry=True, connection_retry_interval=max(1, int(reconnect_seconds)), keep_alive=30,
+            product_info=MODEL_ID)
         return cls(client, outbox, on_desired=on_desired, on_method=on_method)
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def redacted(value: Any) -> Any:
 
 
 class Reporter:
-    """Sends ``{"status": status(), "settings": settings()}`` now (:meth:`report_status`) and every
+    """Sends ``{"status": status(), "settings": settings(), "health": status()["health"]}`` now (:meth:`report_status`) and every
     ``interval`` seconds from its own thread; ``send`` queues a reported-properties patch."""
 
     def __init__(self, send: Callable[[dict[str, Any]], None], status: Callable[[], dict[str, Any]],
@@ -104,7 +104,9 @@ class Reporter:
         self._send(redacted(patch))
 
     def report_status(self) -> None:
-        self.send({"status": self._status(), "settings": self._settings()})
+        """The status, the settings in force and the machine's health (also a top-level property)."""
+        status = self._status()
+        self.send({"status": status, "settings": self._settings(), "health": status.get("health")})
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="hub-reporter", daemon=True)
@@ -156,12 +158,14 @@ class PendingReports:
         self._patch = patch
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}
+        self._in_flight = 0  # patches taken but not yet answered: a flush waits for them too
         self.refused = 0
         self.last_error: str | None = None
 
     @property
     def pending(self) -> bool:
-        return bool(self._pending)
+        """Something is waiting or on the wire (a shutdown that flushed before the answer lost it)."""
+        return bool(self._pending) or self._in_flight > 0
 
     def add(self, patch: Mapping[str, Any]) -> None:
         with self._lock:
@@ -170,8 +174,16 @@ class PendingReports:
     def send(self) -> None:
         with self._lock:
             patch, self._pending = self._pending, {}
-        if not patch:
-            return
+            if not patch:
+                return
+            self._in_flight += 1
+        try:
+            self._send(patch)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _send(self, patch: dict[str, Any]) -> None:
         try:
             json.dumps(patch, allow_nan=False)
         except (TypeError, ValueError) as exc:  # retrying cannot help: drop it, loudly

@@ -16,6 +16,7 @@ from azure.iot.device import Message
 
 from ..backoff import Backoff
 from .outbox import Entry, Outbox, OutboxError
+from .pnp import COMPONENTS
 
 __all__ = ["OutboxSender", "to_message"]
 
@@ -23,11 +24,15 @@ log = logging.getLogger(__name__)
 
 
 def to_message(entry: Entry) -> Message:
-    """The SDK message for an outbox entry: JSON body, its properties, ``seq`` and a message id."""
+    """The SDK message for an outbox entry: JSON body, its properties, ``seq``, a message id, and
+    the Plug and Play component its fields belong to (``$.sub``, :data:`.pnp.COMPONENTS`)."""
     msg = Message(entry.body, message_id=entry.message_id, content_encoding="utf-8",
                   content_type="application/json")
     msg.custom_properties.update(entry.properties)
     msg.custom_properties["seq"] = str(entry.seq)
+    component = COMPONENTS.get(entry.output)
+    if component is not None:
+        msg.custom_properties["$.sub"] = component  # the SDK's own convention for a component's telemetry
     return msg
 
 

@@ -4,8 +4,9 @@
 section fetched at connect), the settings in force and the settings the module started with, and
 returns what to apply, what it refused and why, and which model the twin asks for:
 
-* a refused value keeps the value in force and is reported under ``rejected`` (field → reason;
-  reasons quote at most 60 characters of the value, so a 1 MB value is never echoed back);
+* a refused value keeps the value in force; ``rejected`` says why (field → reason; reasons quote
+  at most 60 characters of the value, so a 1 MB value is never echoed back), and the hub side
+  acknowledges it by the IoT Plug and Play convention (``ac`` 400 under the property: :mod:`.pnp`);
 * ``null`` in a patch (a removed property) returns the setting to its *start* value (command line,
   environment, deployment; a site calibration's threshold), not to the code's default; in a
   complete document, a setting that is absent returns to its start value the same way;
