@@ -102,7 +102,7 @@ def test_a_false_alarm_stops_recurring_on_the_same_sound_and_a_fault_still_alert
     out = rt.feedback(on_hum[0]["seq"], "false_alarm", None, "the new extractor fan")
     assert out["normal_model"]["seeded"] is (not learned) and out["normal_model"]["accepted"] == 1
     assert out["mark"]["clip"] == on_hum[0]["clip"] and out["mark"]["label"] == "normal"
-    status = rt.status()["feedback"]
+    status = rt.status()["verdicts"]
     assert status["false_alarms"] == 1 and status["accepted_sounds"] == 1 and status["last"]["seq"] == on_hum[0]["seq"]
     assert rt.status()["learning"]["state"] == "learned" and rt.status()["learning"]["accepted"] == 1
 

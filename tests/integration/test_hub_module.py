@@ -470,8 +470,8 @@ def test_feedback_a_false_alarm_stops_recurring_and_a_confirmed_clip_reaches_dat
     status, body = hub.invoke("feedback", {"seq": first["seq"], "verdict": "false_alarm", "note": "new extractor fan"})
     assert status == 200 and body["normal_model"]["accepted"] == 1 and body["mark"] == "queued", body
     applied_at = hub.invoke("getStatus")[1]["audio_seconds"]
-    hub.wait_for(lambda h: (h.reported.get("feedback") or {}).get("false_alarms") == 1, 15)
-    assert hub.reported["feedback"]["accepted_sounds"] == 1 and hub.reported["learning"]["accepted"] == 1
+    hub.wait_for(lambda h: (h.reported.get("verdicts") or {}).get("false_alarms") == 1, 15)
+    assert hub.reported["verdicts"]["accepted_sounds"] == 1 and hub.reported["learning"]["accepted"] == 1
     assert hub.invoke("feedback", {"seq": first["seq"], "verdict": "confirmed"})[0] == 409  # undo first
     assert module.wait(90) == 0
     hub.wait_for(lambda h: len({a.body["seq"] for a in h.outputs("alerts")}) >= module.alerts_emitted(1), 15)
@@ -505,7 +505,7 @@ def test_feedback_a_false_alarm_stops_recurring_and_a_confirmed_clip_reaches_dat
     assert wait_until(lambda: blob.exists() and blob.get_blob_properties().metadata.get("auscult_label") == "bearing",
                       30), "the confirmed clip was not uploaded with its mark"
     assert blob.get_blob_tags()["auscult_verdict"] == "confirmed"
-    hub.wait_for(lambda h: (h.reported.get("feedback") or {}).get("confirmed") == 1, 15)
+    hub.wait_for(lambda h: (h.reported.get("verdicts") or {}).get("confirmed") == 1, 15)
     status, body = hub.invoke("feedback", {"seq": first["seq"], "verdict": "undo"})
     assert status == 200 and body["undid"] == "false_alarm" and body["normal_model"]["accepted"] == 0, body
     undone = azurite.container(container).get_blob_client(first["clip"])

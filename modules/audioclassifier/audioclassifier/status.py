@@ -81,7 +81,7 @@ def runtime_status(rt: Observed) -> dict[str, Any]:
         "last_error": rt.last_error or source.last_error,
         "calibration": rt.calibration_status(),
         "learning": rt.learning_status(),
-        "feedback": rt.feedback_status(),
+        "verdicts": rt.feedback_status(),
         "health": rt.health_status(),
         "version": __version__,
     }

@@ -103,7 +103,7 @@ class HubApp:
                                            reconnect_seconds=self.config.reconnect_seconds)
         self.reporter.report_status()
         status = control.status()
-        self.reporter.send({"learning": status.get("learning"), "feedback": status.get("feedback")})
+        self.reporter.send({"learning": status.get("learning"), "verdicts": status.get("verdicts")})
         self.client.start()
         # Uploads wait for the twin's upload settings (a clip uploaded before `upload.enabled: false`
         # arrived went out all the same), or TWIN_WAIT_SECONDS when the hub cannot be reached.
@@ -301,7 +301,7 @@ class HubApp:
                 log.error("hub: %s", self.last_error)
             self._wake_uploader()
         status = self.control.status()
-        self.reporter.send({"feedback": status.get("feedback"), "learning": status.get("learning")})
+        self.reporter.send({"verdicts": status.get("verdicts"), "learning": status.get("learning")})
         self.reporter.report_status()
         return state
 
