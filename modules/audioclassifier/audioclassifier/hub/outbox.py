@@ -102,6 +102,11 @@ class Outbox:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed alert survives a power cut
+        # The write-ahead log is checkpointed every 32 pages (128 KB) rather than SQLite's 1000 (4 MB)
+        # and cut back to 128 KB after a burst: on a small or full disk it must fit the reserve the
+        # spool leaves free (a tenth of a small disk), or the outbox could not even delete what it sent.
+        self._db.execute("PRAGMA wal_autocheckpoint=32")
+        self._db.execute(f"PRAGMA journal_size_limit={128 * 1024}")
         self._db.executescript(_SCHEMA)
         with self._tx():
             # Recompute the byte count: the counter is a cache and must never drift from the rows.
