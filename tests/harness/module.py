@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.paths import REPO
 
-__all__ = ["ModuleProcess", "module_command", "run_module"]
+__all__ = ["ModuleProcess", "assert_no_secret_leaked", "hub_module_env", "module_command", "run_module", "synth_recording"]
 
 
 def module_command(*args: str) -> list[str]:
@@ -69,3 +69,33 @@ class ModuleProcess:
         found = re.findall(r"done: \d+ windows, \d+ scored, (\d+) alerts", text)
         assert found, f"run {run} did not finish:\n{text[-3000:]}"
         return int(found[-1])
+
+
+def synth_recording(path: Path, *, seconds: float, fault: str = "normal", fault_start: float = 0.0,
+                    ramp_seconds: float = 3.0, seed: int = 3) -> Path:
+    """``python -m ml synth --long-seconds ...``: one machine recording with a fault from ``fault_start``."""
+    subprocess.run([sys.executable, "-m", "ml", "synth", "--long-seconds", f"{seconds:g}", "--fault", fault,
+                    "--fault-start", f"{fault_start:g}", "--ramp-seconds", f"{ramp_seconds:g}", "--seed", str(seed),
+                    "--out", str(path)], check=True, capture_output=True, cwd=REPO, timeout=120)
+    return path
+
+
+def hub_module_env(edge_env: dict[str, str], *, blob_connection_string: str, container: str) -> dict[str, str]:
+    """This process's environment without any module or edge variable, plus the edge environment of the
+    harness (the broker) and a blob container in Azurite: a module run under IoT Edge."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUSCULT_", "IOTEDGE_", "EdgeHub", "EdgeModule"))}
+    env.update(edge_env)
+    env.update({"AUSCULT_BLOB_CONNECTION_STRING": blob_connection_string, "AUSCULT_BLOB_CONTAINER": container,
+                "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def assert_no_secret_leaked(module: ModuleProcess, hub: object) -> None:
+    """Nothing the module printed, reported or sent holds a secret (harness.responder.HubResponder ``hub``)."""
+    import json
+
+    from audioclassifier.hub.redact import find_secrets
+
+    reported, messages = hub.reported, hub.messages
+    everything = module.text() + json.dumps(reported) + "".join(x.raw.decode() + x.topic for x in messages)
+    assert find_secrets(everything) == [], "a secret leaked"

@@ -23,7 +23,7 @@ import pytest
 
 from audioclassifier.hub.redact import find_secrets
 from harness.models import tiny_model
-from harness.module import ModuleProcess
+from harness.module import ModuleProcess, assert_no_secret_leaked, hub_module_env, synth_recording
 from harness.paths import REPO
 from harness.procs import wait_until
 from harness.proxy import StallableProxy
@@ -38,11 +38,7 @@ def recordings(tmp_path_factory) -> dict[str, Path]:
     specs = {"long": ("45", "bearing", "6"), "short": ("16", "bearing", "4"), "healthy": ("8", "normal", "0")}
     out = {}
     for name, (seconds, fault, start) in specs.items():
-        path = folder / f"{name}.wav"
-        subprocess.run([sys.executable, "-m", "ml", "synth", "--long-seconds", seconds, "--fault", fault,
-                        "--fault-start", start, "--ramp-seconds", "3", "--seed", "3", "--out", str(path)],
-                       check=True, capture_output=True, cwd=REPO, timeout=120)
-        out[name] = path
+        out[name] = synth_recording(folder / f"{name}.wav", seconds=float(seconds), fault=fault, fault_start=float(start))
     out["model"] = tiny_model(folder / "tiny.onnx", version="1")[0]
     return out
 
@@ -58,18 +54,15 @@ class Module(ModuleProcess):
 
 @pytest.fixture()
 def module(edge_env, azurite, tls, hub, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUSCULT_", "IOTEDGE_", "EdgeHub", "EdgeModule"))}
-    env.update(edge_env)
     container = f"e2e-{uuid.uuid4().hex[:8]}"  # Azurite lives for the session: a container per test
-    env.update({"AUSCULT_BLOB_CONNECTION_STRING": azurite.connection_string, "AUSCULT_BLOB_CONTAINER": container,
-                "PYTHONUNBUFFERED": "1"})
+    env = hub_module_env(edge_env, blob_connection_string=azurite.connection_string, container=container)
     logs = tmp_path / "logs"
     logs.mkdir()
     m = Module(env, logs)
     yield m
     m.kill()
+    assert_no_secret_leaked(m, hub)
     everything = m.text() + json.dumps(hub.reported) + "".join(x.raw.decode() + x.topic for x in hub.messages)
-    assert find_secrets(everything) == [], "a secret leaked"
     for secret in ("SharedAccessKey=", "AccountKey="):
         secrets = ";".join(env.get(k, "") for k in ("EdgeHubConnectionString", "AUSCULT_BLOB_CONNECTION_STRING",
                                                      "AUSCULT_DEVICE_CONNECTION_STRING"))

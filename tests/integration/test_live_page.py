@@ -29,7 +29,7 @@ import soundfile as sf
 
 from harness.browser import chromium
 from harness.models import tiny_model
-from harness.module import ModuleProcess, run_module
+from harness.module import ModuleProcess, run_module, synth_recording
 from harness.paths import REPO
 from harness.procs import free_port, wait_for
 
@@ -41,12 +41,8 @@ TOKEN = "live-page-token-" + uuid.uuid4().hex  # a secret: must never appear in 
 def recordings(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("live")
     out = {}
-    for name, (seconds, fault, start) in {"fault": ("60", "bearing", "6"), "short": ("20", "bearing", "4")}.items():
-        path = folder / f"{name}.wav"
-        subprocess.run([sys.executable, "-m", "ml", "synth", "--long-seconds", seconds, "--fault", fault,
-                        "--fault-start", start, "--ramp-seconds", "3", "--seed", "3", "--out", str(path)],
-                       check=True, capture_output=True, cwd=REPO, timeout=120)
-        out[name] = path
+    for name, (seconds, start) in {"fault": (60.0, 6.0), "short": (20.0, 4.0)}.items():
+        out[name] = synth_recording(folder / f"{name}.wav", seconds=seconds, fault="bearing", fault_start=start)
     out["model"] = tiny_model(folder / "tiny.onnx", version="1")[0]
     return out
 

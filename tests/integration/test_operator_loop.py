@@ -11,9 +11,6 @@ the healthy and the faulty sound; what is under test is what the module does aro
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,11 +19,9 @@ from urllib.parse import unquote
 import pytest
 
 from audioclassifier.hub.pnp import MODEL_ID
-from audioclassifier.hub.redact import find_secrets
 from harness.dtdl import check_value, contents, interfaces
 from harness.models import tiny_model
-from harness.module import ModuleProcess
-from harness.paths import REPO
+from harness.module import ModuleProcess, assert_no_secret_leaked, hub_module_env, synth_recording
 from ml.synth import machine_params
 
 TWIN_THRESHOLD = -15.3  # the tiny model: about -15.5 healthy, -15.1 with the bearing fault
@@ -37,10 +32,7 @@ SEED = 5  # machine 0 of this fleet: its bearing resonance is at about 2.04 kHz
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("loop")
-    wav = folder / "pump.wav"
-    subprocess.run([sys.executable, "-m", "ml", "synth", "--long-seconds", "40", "--fault", "bearing",
-                    "--fault-start", "20", "--ramp-seconds", "4", "--seed", str(SEED), "--out", str(wav)],
-                   check=True, capture_output=True, cwd=REPO, timeout=120)
+    wav = synth_recording(folder / "pump.wav", seconds=40, fault="bearing", fault_start=20, ramp_seconds=4, seed=SEED)
     return {"wav": wav, "model": tiny_model(folder / "tiny.onnx", version="1")[0]}
 
 
@@ -60,17 +52,14 @@ class Module(ModuleProcess):
 
 @pytest.fixture()
 def module(edge_env, azurite, hub, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUSCULT_", "IOTEDGE_", "EdgeHub", "EdgeModule"))}
-    env.update(edge_env)
-    env.update({"AUSCULT_BLOB_CONNECTION_STRING": azurite.connection_string,
-                "AUSCULT_BLOB_CONTAINER": f"loop-{uuid.uuid4().hex[:8]}", "PYTHONUNBUFFERED": "1"})
+    env = hub_module_env(edge_env, blob_connection_string=azurite.connection_string,
+                         container=f"loop-{uuid.uuid4().hex[:8]}")
     logs = tmp_path / "logs"
     logs.mkdir()
     m = Module(env, logs)
     yield m
     m.kill()
-    everything = m.text() + json.dumps(hub.reported) + "".join(x.raw.decode() + x.topic for x in hub.messages)
-    assert find_secrets(everything) == [], "a secret leaked"
+    assert_no_secret_leaked(m, hub)
 
 
 def status_while_scoring(hub, timeout: float = 60) -> dict:

@@ -276,15 +276,9 @@ class OnsiteLearning:
                                       **({"bands": profile.to_dict()} if profile is not None else {})})
         if self.model is not None:  # the accepted sounds (feedback) stay accepted
             model = model.with_accepted(self.model.accepted)
-        self.model = model
-        state = self._learned_state(model)
-        try:
-            self.store.save(self._machine, model)
-        except OSError as exc:
-            state["error"] = f"learned, but not saved ({exc}): it is learned again at the next start"
         log.info("on-site learning done for %s: %d windows, threshold %.4g (%s)%s", self._machine, model.n_fitted,
                  model.threshold, model.method, f"; {model.warning}" if model.warning else "")
-        self._set(state, run)
+        self._put(model, unsaved="learned, but not saved ({}): it is learned again at the next start", run=run)
 
     def fail(self, why: str) -> None:
         """End the learning in progress, if any, as failed with ``why``."""
@@ -358,15 +352,16 @@ class OnsiteLearning:
         log.info("feedback: alert %d's sound no longer accepted as normal for %s", seq, self._machine)
         return {"dropped": False, "accepted": len(model.accepted), "changed": True}
 
-    def _put(self, model: NormalModel) -> None:
-        """Put ``model`` in force and save it (a failed save is reported, the model stays in force)."""
+    def _put(self, model: NormalModel, *, unsaved: str = "changed, but not saved ({}): the change is lost at the "
+             "next start", run: _Learn | None = None) -> None:
+        """Put ``model`` in force and save it (a failed save is reported with ``unsaved``, the model stays in force)."""
         self.model = model
         state = self._learned_state(model)
         try:
             self.store.save(self._machine, model)
         except OSError as exc:
-            state["error"] = f"changed, but not saved ({exc}): the change is lost at the next start"
-        self._set(state)
+            state["error"] = unsaved.format(exc)
+        self._set(state, run)
 
     # -- states -----------------------------------------------------------------------------------
 

@@ -325,14 +325,18 @@ class Uploader:
                 log.warning("uploader: %s", exc)
                 continue
             except UploadError as exc:
-                self.failures += 1
-                self._result({"clip": name, "ok": False, "error": str(exc), "time": time.time()})
-                log.warning("uploader: %s", exc)
-                return False
+                return self._failed(name, exc)
             self.marks.done(mark)
             self._result({"clip": name, "ok": True, "marked": mark.get("verdict"), "to": where, "time": time.time()})
             log.info("uploader: %s marked %s (label %s) at %s", name, mark.get("verdict"), mark.get("label"), where)
         return True
+
+    def _failed(self, name: str, exc: UploadError) -> bool:
+        """Count and report a failed upload or mark of blob ``name``; False: stop this round (backoff)."""
+        self.failures += 1
+        self._result({"clip": name, "ok": False, "error": str(exc), "time": time.time()})
+        log.warning("uploader: %s", exc)
+        return False
 
     def _upload(self, clip: Clip) -> bool:
         assert self.target is not None
@@ -343,10 +347,7 @@ class Uploader:
         except FileNotFoundError:
             return True  # dropped by the quota meanwhile
         except UploadError as exc:
-            self.failures += 1
-            self._result({"clip": name, "ok": False, "error": str(exc), "time": time.time()})
-            log.warning("uploader: %s", exc)
-            return False
+            return self._failed(name, exc)
         self.spool.remove(clip)
         if mark is not None and self.marks is not None:
             self.marks.done(mark)
