@@ -1,6 +1,6 @@
 """On-site learning through the real module (``python -m audioclassifier``) with the DEFAULT model.
 
-    python bench/onsite.py [dcase] [bldc]      (default: both; a few minutes on 2 cores)
+    python bench/onsite.py [dcase] [bldc] [day]   (default: all; about 15 minutes on 2 cores)
 
 Prints ``name: value`` lines. Real data from ``../shared/data`` (read-only: folders of symbolic
 links under a temporary directory are replayed, nothing is copied into the repository).
@@ -12,6 +12,12 @@ links under a temporary directory are replayed, nothing is copied into the repos
 * BLDC motors: for each healthy motor M1-M3, learn its healthy recordings at alternate speeds, then
   replay its healthy recordings at the other speeds and its faulty (propeller) recordings.
 
+* ``day``: a day of each machine's normal sound, after learning as above. The sets hold minutes of
+  normal sound, not days, so the day is assembled from the held-out normal recordings in a seeded
+  random order (each heard many times, every one a segment of its own, as the folder source plays
+  them), with a faulty recording put in once an hour. Alerts inside a faulty recording are
+  detections; every other alert is a false alert of that day.
+
 Alerts per hour of normal sound are alerts / normal audio hours; with minutes of normal audio,
 zero alerts only bounds the rate (one alert in the audio heard would be ``1 / hours`` per hour).
 """
@@ -19,6 +25,7 @@ zero alerts only bounds the rate (one alert in the audio heard would be ``1 / ho
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -26,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 import soundfile as sf
-from common import REPO, SHARED, normal_and_abnormal
+from common import REPO, SHARED, bldc_files, normal_and_abnormal
 
 
 def folder(files: list[Path], where: Path) -> Path:
@@ -131,8 +138,66 @@ def bench_bldc(tmp: Path) -> None:
           f"({total_alerts} in {total_seconds:.0f} s)")
 
 
+def day(tmp: Path, name: str, learn: list[Path], normal: list[Path], faulty: list[Path], *, hours: float = 24.0,
+        seed: int = 1) -> None:
+    """Learn ``learn``, then replay a day of ``normal`` in random order with a ``faulty`` recording
+    (in turn) once an hour: false alerts per day and faulty recordings detected."""
+    state = tmp / f"day-{name}-learn"
+    run(folder(learn, tmp / f"day-{name}-src-learn"), state, "--learn-seconds", f"{seconds(learn) - 1:.0f}")
+    fit = learned(state)
+    rng = random.Random(seed)
+    durations = {f: sf.info(str(f)).duration for f in normal + faulty}
+    order: list[Path] = []
+    total, next_fault, k = 0.0, rng.uniform(0, 3600), 0
+    while total < hours * 3600:
+        f = faulty[k % len(faulty)] if total >= next_fault else rng.choice(normal)
+        if f in faulty:
+            k, next_fault = k + 1, next_fault + 3600
+        order.append(f)
+        total += durations[f]
+    spans, t = [], 0.0
+    for f in order:
+        spans.append((t, t + durations[f], f in faulty))
+        t += durations[f]
+    out = tmp / f"day-{name}-out"
+    shutil.copytree(state / "learned", out / "learned")
+    alerts, _ = run(folder(order, tmp / f"day-{name}-src"), out)
+    hit: set[int] = set()
+    false_alerts = 0
+    for a in alerts:
+        at = a["audio_offset_seconds"]
+        i = next((j for j, (s, e, _) in enumerate(spans) if s <= at < e), len(spans) - 1)
+        if spans[i][2]:
+            hit.add(i)
+        else:
+            false_alerts += 1
+    n_faulty = sum(1 for _, _, bad in spans if bad)
+    normal_hours = sum(e - s for s, e, bad in spans if not bad) / 3600
+    print(f"day_{name}_learned: {fit['windows']} windows, threshold {fit['threshold']:.4f}")
+    print(f"day_{name}_normal_hours: {normal_hours:.2f} ({len(set(normal))} recordings in random order)")
+    print(f"day_{name}_false_alerts_per_day: {false_alerts / normal_hours * 24:.2f} ({false_alerts} in {normal_hours:.1f} h)")
+    print(f"day_{name}_faulty_detected: {len(hit)}/{n_faulty}")
+
+
+def bench_day(tmp: Path) -> None:
+    found = normal_and_abnormal("dcase2020-task2-dev-slice", "id_00")
+    if found is not None:
+        normal, abnormal = found
+        day(tmp, "dcase_id00", normal[:30], normal[30:], abnormal)
+    found = normal_and_abnormal("mimii-demo-clips", "fan")
+    if found is not None:
+        normal, abnormal = found
+        day(tmp, "mimii_fan", normal[0::2], normal[1::2], abnormal)
+    files = bldc_files()
+    if files is not None:
+        for motor in ("M1", "M2", "M3"):
+            healthy = files[("Healthy", motor)]
+            faulty = files.get(("Propeller", motor)) or files[("Bearing", "M4")]
+            day(tmp, f"bldc_{motor}", healthy[::2], healthy[1::2], faulty)
+
+
 def main(argv: list[str]) -> int:
-    parts = {"dcase": bench_dcase, "bldc": bench_bldc}
+    parts = {"dcase": bench_dcase, "bldc": bench_bldc, "day": bench_day}
     chosen = argv or list(parts)
     with tempfile.TemporaryDirectory(prefix="auscult-onsite-") as tmp:
         for name in chosen:

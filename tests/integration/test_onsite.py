@@ -16,7 +16,7 @@ import soundfile as sf
 from audioclassifier.backends import load_model
 from audioclassifier.card import read_card
 from audioclassifier.config import DEFAULT_MODEL
-from audioclassifier.learning import MIN_WINDOWS
+from audioclassifier.learning import MIN_WINDOWS, NormalModel
 from audioclassifier.onsite import OnsiteError, OnsiteLearning, fingerprint
 from audioclassifier.runtime import Runtime
 from audioclassifier.settings import Settings
@@ -57,8 +57,13 @@ def test_learning_then_learned_persisted_and_reloaded(card, tmp_path: Path) -> N
     assert st["state"] == "learned" and st["windows"] == 40 and st["seconds"] == 40 and st["total"] == 40
     assert st["method"] == card.learning["method"] and st["threshold"] == onsite.threshold > 0
     assert [s["state"] for s in states] == ["learning", "learned"] and all(set(s) == KEYS for s in states)
-    far = onsite.score(0.0, x[0] + 10.0)
-    assert far > onsite.threshold > onsite.score(0.0, x.mean(0))  # scores by the learned model now
+    # scores by the learned model now, sustained: a far sound must last more than half the median's windows
+    n = onsite.model.sustain
+    assert n == 3 and "not 9" in onsite.model.meta["sustain_note"]  # 40 windows: folds of 8 (9 s with 5 minutes)
+    assert max(onsite.score(0.0, x.mean(0)) for _ in range(n)) < onsite.threshold
+    onsite.gap()  # a silent window: what came before does not count
+    far = [onsite.score(0.0, x[0] + 10.0) for _ in range(n)]
+    assert max(far[: n // 2]) == 0.0 < onsite.threshold < far[n // 2]
     path = tmp_path / "fan-1.npz"  # clips.safe_part of the machine name
     assert path.is_file()
 
@@ -184,3 +189,35 @@ def test_learn_then_monitor_end_to_end_in_local_mode(tmp_path: Path) -> None:
     alerts, log = replay(healthy, out, "--learn-seconds", "30", "--relearn")
     assert "learning 30 s" in log and "on-site learning done" in log
     assert saved.read_bytes() != before
+
+
+def _linked(files: list[Path], where: Path) -> Path:
+    """A folder source of symbolic links (the real recordings are read in place), played in this order."""
+    where.mkdir(parents=True)
+    for i, f in enumerate(files):
+        (where / f"{i:04d}-{f.name}").symlink_to(f.resolve())
+    return where
+
+
+def test_a_real_fan_learned_for_five_minutes_is_quiet_on_its_other_normal_sound_and_alerts_on_its_fault(
+        shared_data: Path, tmp_path: Path) -> None:
+    """DCASE 2020 fan id_00 through the real module: learn its first 30 normal clips (5 minutes),
+    then its other 45 normal clips raise no alert (the card's own model and threshold flag many),
+    and its abnormal clip alerts."""
+    root = shared_data / "dcase2020-task2-dev-slice" / "id_00"
+    normal, abnormal = sorted((root / "normal").glob("*.wav")), sorted((root / "abnormal").glob("*.wav"))
+    assert len(normal) >= 75 and abnormal
+    out = tmp_path / "out"
+    _, log = replay(_linked(normal[:30], tmp_path / "learn"), out, "--learn-seconds", "295")
+    assert "on-site learning done" in log
+    rest = normal[30:]
+    normal_seconds = sum(sf.info(str(f)).duration for f in rest)
+    source = _linked(rest + abnormal, tmp_path / "monitor")
+    alerts, log = replay(source, out)
+    assert "learned state for machine loaded" in log
+    offsets = [a["audio_offset_seconds"] for a in alerts]
+    assert offsets and min(offsets) >= normal_seconds, (normal_seconds, offsets)  # only in the abnormal clip
+    card_alerts, _ = replay(source, tmp_path / "card-out")  # no learned state: the card's threshold
+    assert sum(a["audio_offset_seconds"] < normal_seconds for a in card_alerts) >= 5
+    model = NormalModel.from_bytes((out / "learned" / "machine.npz").read_bytes())
+    assert model.sustain == 9 and "at most 1 false alerts a day" in model.threshold_method and model.warning is None

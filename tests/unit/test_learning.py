@@ -20,9 +20,11 @@ from audioclassifier.learning import (
     WARN_WINDOWS,
     LearningError,
     NormalModel,
+    Sustained,
     coreset,
     fit_normal,
     ledoit_wolf,
+    sustained,
 )
 
 torch.set_num_threads(1)
@@ -115,6 +117,88 @@ def test_too_few_windows_are_refused_and_few_warn() -> None:
         fit_normal(np.full((40, 3), np.nan))
     with pytest.raises(LearningError, match="method"):
         fit_normal(_cluster(40, 0), method="svm")
+
+
+# ------------------------------------------------------------------------------------------------
+# sustained scores and a threshold set for a rate of false alerts
+
+
+@pytest.mark.parametrize("n", [1, 3, 9])
+def test_sustained_on_a_stream_equals_sustained_on_the_array(n: int) -> None:
+    s = np.random.default_rng(n).gamma(2.0, 1.0, 200)
+    stream = Sustained(n)
+    np.testing.assert_array_equal([stream.push(v) for v in s], sustained(s, n))
+    stream.reset()  # after a gap the windows before count as 0 again
+    np.testing.assert_array_equal([stream.push(v) for v in s[50:80]], sustained(s[50:80], n))
+
+
+def test_a_burst_shorter_than_half_the_median_never_rises_a_longer_one_does() -> None:
+    quiet = np.full(40, 0.5)
+    for length in range(1, 5):  # n = 9: up to 4 windows are a transient
+        s = quiet.copy()
+        s[20 : 20 + length] = 1e6
+        assert sustained(s, 9).max() == 0.5
+    s = quiet.copy()
+    s[20:] = 7.0  # a fault that lasts: over after n // 2 + 1 windows
+    out = sustained(s, 9)
+    assert out[23] == 0.5 and out[24] == 7.0
+    assert sustained([3.0, 3.0], 9).tolist() == [0.0, 0.0]  # the first windows: those before count as 0
+    for bad in (0, 2, 4, -1, 1001, True, 2.0):
+        with pytest.raises(LearningError, match="odd"):
+            sustained([1.0], bad)
+
+
+def _with_transients(n: int, seed: int, *, every: int = 50) -> np.ndarray:
+    """Normal windows with a 1-3 window loud event (a door, a clank) now and then."""
+    x = _cluster(n, seed)
+    rng = np.random.default_rng(seed + 100)
+    for start in range(every // 2, n - 3, every):
+        x[start : start + rng.integers(1, 4)] += rng.normal(0, 6, x.shape[1])
+    return x
+
+
+def test_a_rate_target_with_sustained_scores_keeps_transients_quiet_and_finds_a_lasting_shift() -> None:
+    learn = _with_transients(600, 0)
+    plain = fit_normal(learn, method="mahalanobis", percentile=99.5)
+    model = fit_normal(learn, method="mahalanobis", alerts_per_day=1.0, hop_seconds=1.0, sustain=9)
+    assert model.sustain == 9 and model.meta["percentile"] == pytest.approx(100 * (1 - 1 / 86400))
+    assert "sustained" in model.threshold_method and "at most 1 false alerts a day" in model.threshold_method
+    later = _with_transients(20000, 1)  # 5.5 hours of new normal sound, transients every 50 s
+    plain_over = int((plain.score(later) > plain.threshold).sum())
+    sustained_over = int((sustained(model.score(later), 9) > model.threshold).sum())
+    assert plain_over > 100 and sustained_over == 0, (plain_over, sustained_over)
+    fault = _cluster(60, 2, shift=1.5)  # a lasting change, about 1.5 standard deviations per dimension
+    over = np.flatnonzero(sustained(model.score(np.concatenate([later[-40:], fault])), 9) > model.threshold)
+    assert over.size and 40 <= over[0] <= 40 + 9, over[:5]
+    fewer = fit_normal(learn, method="mahalanobis", alerts_per_day=0.1, sustain=9)
+    assert fewer.threshold > model.threshold  # a lower rate, a higher threshold
+    for bad in (0.0, -1.0, 86400.0, float("nan")):
+        with pytest.raises(LearningError, match="alerts_per_day"):
+            fit_normal(learn, alerts_per_day=bad)
+
+
+def test_sustain_round_trips_is_lowered_for_short_learning_and_old_models_read_as_one() -> None:
+    model = fit_normal(_cluster(300, 0), method="mahalanobis", sustain=9, alerts_per_day=1.0)
+    assert NormalModel.from_bytes(model.to_bytes()).sustain == 9
+    short = fit_normal(_cluster(40, 0), method="mahalanobis", sustain=9, alerts_per_day=1.0)
+    assert short.sustain == 3 and "not 9" in short.meta["sustain_note"]  # 5 folds of 8 windows
+    assert "set high to be safe" in short.warning and model.warning is None  # 40 windows: a rate on few scores
+    import io
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(model.to_bytes())) as z:  # a model learnt before sustained scores
+        arrays = {name[:-4]: np.load(io.BytesIO(z.read(name))) for name in z.namelist()}
+    header = json.loads(arrays["header"].tobytes())
+    for value, ok in ((None, True), (4, False), ("9", False)):
+        h = {k: v for k, v in header.items() if k != "sustain"} | ({} if value is None else {"sustain": value})
+        buf = io.BytesIO()
+        np.savez(buf, **{**arrays, "header": np.frombuffer(json.dumps(h).encode(), np.uint8)})
+        if ok:
+            assert NormalModel.from_bytes(buf.getvalue()).sustain == 1
+        else:
+            with pytest.raises(LearningError, match="inconsistent"):
+                NormalModel.from_bytes(buf.getvalue())
 
 
 # ------------------------------------------------------------------------------------------------

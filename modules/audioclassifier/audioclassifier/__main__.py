@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # learned normal models live next to the sequence counters: <state dir>/learned/<machine>.npz
     onsite = OnsiteLearning(directory=Path(state_dir) / "learned", seconds=config.learn_seconds,
-                            relearn=config.relearn, on_change=hub.on_learning if hub is not None else None)
+                            relearn=config.relearn, alerts_per_day=config.learn_alerts_per_day,
+                            on_change=hub.on_learning if hub is not None else None)
     live = None
     if config.http is not None:
         from audioclassifier.live import LiveFeed

@@ -149,6 +149,7 @@ class Config:
     calibrate_seconds: float = 0.0
     calibrate_percentile: float = 99.5
     learn_seconds: float = 0.0
+    learn_alerts_per_day: float = 1.0
     relearn: bool = False
     feedback_alerts: int = 100
     local_out: Path = Path("auscult-out")
@@ -254,7 +255,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     for name in SETTINGS_OPTIONS:
         if name not in ("device", "precision"):
             add_param(SETTINGS[name], "--" + name.replace("_", "-"))
-    for name in ("calibrate_seconds", "calibrate_percentile", "learn_seconds"):
+    for name in ("calibrate_seconds", "calibrate_percentile", "learn_seconds", "learn_alerts_per_day"):
         add_param(OPTIONS[name], "--" + name.replace("_", "-"), default=OPTIONS[name].default)
     add_flag(OPTIONS["relearn"])
     add_param(OPTIONS["feedback_alerts"], "--feedback-alerts", default=OPTIONS["feedback_alerts"].default)
@@ -345,7 +346,8 @@ def load_config(argv: list[str] | None, env: Mapping[str, str]) -> Config:
         channels=args.channels, channel=args.channel, no_audio_seconds=float(args.no_audio_seconds),
         model=Path(args.model), backend=args.backend, settings=settings,
         calibrate_seconds=float(args.calibrate_seconds), calibrate_percentile=float(args.calibrate_percentile),
-        learn_seconds=float(args.learn_seconds), relearn=bool(args.relearn),
+        learn_seconds=float(args.learn_seconds), learn_alerts_per_day=float(args.learn_alerts_per_day),
+        relearn=bool(args.relearn),
         feedback_alerts=int(args.feedback_alerts),
         local_out=Path(args.local_out), window_log=Path(args.window_log) if args.window_log else None,
         self_test=bool(args.self_test), log_level=args.log_level,

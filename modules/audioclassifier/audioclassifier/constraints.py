@@ -303,6 +303,10 @@ OPTIONS: dict[str, Param] = {p.name: p for p in (
     Param("learn_seconds", float, 0.0, "on-site learning at start: seconds of audio to learn the machine's "
           "normal sound from when no learned state exists for it (0 = off; needs a model whose card "
           "supports learning)", lo=0.0, hi=3600.0),
+    Param("learn_alerts_per_day", float, 1.0, "on-site learning: the learned threshold is set for at most this "
+          "many false alerts per day of the machine's normal sound (a learned model's score is sustained over "
+          "9 s: more than half the windows must be over it). Lower: fewer false alerts, later and fewer "
+          "detections of faint faults", lo=0.0, lo_open=True, hi=1440.0),
     Param("relearn", bool, False, "learn again at start (`learn_seconds`, else 300 s) even if a learned "
           "state exists"),
     Param("feedback_alerts", int, 100, "alerts whose windows and clip name are kept (on disk, in the state "

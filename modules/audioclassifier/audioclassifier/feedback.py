@@ -128,6 +128,7 @@ class Feedback:
         recent = alerts.recent()
         try:
             return onsite.accept(seq, record.embeddings(), recent=recent, recent_seconds=len(recent) * hop_seconds,
+                                 hop_seconds=hop_seconds,
                                  meta={"label": entry["label"], "note": entry["note"], "at": entry["at"],
                                        "clip": record.clip})
         except OnsiteError as exc:

@@ -15,11 +15,22 @@ Methods:
 * ``mahalanobis``: one Gaussian with a Ledoit-Wolf shrunk covariance; the score is the mean squared
   Mahalanobis distance per dimension. Memory ``D * (D + 1)`` floats.
 
+Sustained scores: a machine's own normal sound has short events too (a door, a forklift, a clank), and
+a fault persists. With ``sustain`` n > 1 (odd), the score a window gets is the median of the last n
+window distances (:func:`sustained` on an array, :class:`Sustained` on a stream; windows before the
+first, or before a gap, count as 0): it is over a threshold only when more than half of the last n
+windows are. A transient of up to n // 2 windows never raises it, a fault that lasts does, n // 2
+windows later.
+
 The threshold comes from *cross-fitted* scores: the learning windows are cut into ``folds`` contiguous
 blocks, each block is scored by a model fitted on the others (consecutive windows overlap, so a
-window must not be scored against its neighbours), and the gamma percentile of those scores
-(:func:`audioclassifier.thresholds.gamma_threshold`, the one training and site calibration use)
-is the threshold.
+window must not be scored against its neighbours), their sustained scores are taken within the
+block, and the threshold comes from those: either their gamma ``percentile``
+(:func:`audioclassifier.thresholds.gamma_threshold`, the one training and site calibration use),
+or, for a target rate of false alerts, ``alerts_per_day`` at one window per ``hop_seconds``, the
+score they exceed with probability ``alerts_per_day * hop_seconds / 86400``, extrapolated from
+their upper tail (:func:`audioclassifier.thresholds.tail_threshold`; every sustained score over the
+threshold is counted as an alert of its own, so the rate is an upper bound).
 
 Accepted sounds (a technician's feedback that an alert was a false alarm, :mod:`audioclassifier.feedback`):
 :meth:`NormalModel.accept` adds the alert's windows as a component of the normal model, and a window's
@@ -54,6 +65,7 @@ import json
 import logging
 import math
 import zipfile
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -71,10 +83,12 @@ __all__ = [
     "Accepted",
     "LearningError",
     "NormalModel",
+    "Sustained",
     "check_window_count",
     "coreset",
     "fit_normal",
     "ledoit_wolf",
+    "sustained",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,6 +102,12 @@ WARN_WINDOWS = 30
 #: Accepted sounds (false alarms) a normal model keeps at most, and windows per accepted sound.
 MAX_ACCEPTED = 64
 MAX_ACCEPTED_WINDOWS = 64
+#: Fewer cross-fitted scores than this: a threshold set for a rate of false alerts warns that it errs high
+#: (its tail rests on few scores; at one window a second, a 5-minute learning gives about 260).
+RATE_SCORES = 200
+#: Largest ``sustain`` (windows in a sustained score's median).
+MAX_SUSTAIN = 301
+_DAY_SECONDS = 86400.0
 _MAGIC = "auscult-normal-model"
 
 
@@ -103,6 +123,44 @@ def check_window_count(n: int, *, what: str = "windows") -> str | None:
         return (f"the threshold rests on only {n} {what} (fewer than {WARN_WINDOWS}): "
                 "expect false alarms or misses until more normal sound is learnt")
     return None
+
+
+def _check_sustain(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SUSTAIN or n % 2 == 0:
+        raise LearningError(f"sustain must be an odd integer in 1..{MAX_SUSTAIN}, got {n!r}")
+    return int(n)
+
+
+def sustained(scores: Any, n: int) -> np.ndarray:
+    """Each window's sustained score: the median of the last ``n`` (odd) scores of ``scores`` (time
+    order), the windows before the first counting as 0. ``n`` = 1 returns the scores."""
+    n = _check_sustain(n)
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if n == 1 or not s.size:
+        return s.copy()
+    padded = np.concatenate([np.zeros(n - 1), s])
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, n), axis=1)
+
+
+class Sustained:
+    """:func:`sustained` on a stream: :meth:`push` each window's score, :meth:`reset` after a gap
+    (a silent window, lost audio: what came before is not this run of sound)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = _check_sustain(n)
+        self._last: deque[float] = deque(maxlen=self.n)
+
+    def push(self, score: float) -> float:
+        """The sustained score with ``score`` as the newest window."""
+        self._last.append(float(score))
+        if self.n == 1:
+            return float(score)
+        vals = sorted(self._last)
+        k = self.n // 2 - (self.n - len(vals))  # the median of n values, the missing ones 0 (lowest)
+        return vals[k] if k >= 0 else 0.0
+
+    def reset(self) -> None:
+        self._last.clear()
 
 
 def _as_embeddings(x: Any, *, dim: int | None = None) -> np.ndarray:
@@ -179,6 +237,7 @@ class NormalModel:
     threshold_method: str
     meta: dict[str, Any] = field(default_factory=dict)
     accepted: tuple[Accepted, ...] = ()
+    sustain: int = 1  # windows in the median of a sustained score (see the module docstring)
     _parts: tuple[tuple[np.ndarray, np.ndarray], ...] = field(init=False, repr=False, compare=False, default=())
     _stacked: tuple[np.ndarray, np.ndarray] | None = field(init=False, repr=False, compare=False, default=None)
 
@@ -261,7 +320,7 @@ class NormalModel:
         """An ``.npz`` (no pickle) with the arrays and a JSON header carrying the format version."""
         header = {"magic": _MAGIC, "format": FORMAT_VERSION, "method": self.method, "k": self.k,
                   "n_fitted": self.n_fitted, "threshold": self.threshold,
-                  "threshold_method": self.threshold_method, "meta": self.meta,
+                  "threshold_method": self.threshold_method, "meta": self.meta, "sustain": self.sustain,
                   "accepted": [{"seq": a.seq, "n": len(a.windows), "meta": a.meta} for a in self.accepted]}
         arrays: dict[str, Any] = {}
         if self.accepted:
@@ -295,6 +354,9 @@ class NormalModel:
         ok = (method in METHODS and isinstance(k, int) and k >= 1 and refs.ndim == 2 and len(refs) >= 1
               and np.isfinite(refs).all() and np.isfinite(prec).all()
               and isinstance(header.get("threshold"), (int, float)) and math.isfinite(header["threshold"]))
+        sustain = header.get("sustain", 1)  # absent: a model learnt before sustained scores
+        ok = ok and isinstance(sustain, int) and not isinstance(sustain, bool) and 1 <= sustain <= MAX_SUSTAIN \
+            and sustain % 2 == 1
         if ok and method == "mahalanobis":
             ok = prec.shape == (refs.shape[1], refs.shape[1]) and len(refs) == 1
         accepted = _read_accepted(header.get("accepted") or [], arrays, refs.shape[1]) if ok else None
@@ -302,7 +364,7 @@ class NormalModel:
             raise LearningError("not a learnt normal model: inconsistent contents")
         return cls(method=str(method), refs=refs, precision=prec, k=int(k or 1), n_fitted=int(header.get("n_fitted", 0)),
                    threshold=float(header["threshold"]), threshold_method=str(header.get("threshold_method", "")),
-                   meta=dict(header.get("meta") or {}), accepted=accepted)
+                   meta=dict(header.get("meta") or {}), accepted=accepted, sustain=int(sustain))
 
 
 def _read_accepted(listed: Any, arrays: dict[str, np.ndarray], dim: int) -> tuple[Accepted, ...] | None:
@@ -352,14 +414,20 @@ def fit_normal(
     k: int = 1,
     max_references: int = 1024,
     folds: int = 5,
-    percentile: float = 99.5,
+    percentile: float | None = 99.5,
+    alerts_per_day: float | None = None,
+    hop_seconds: float = 1.0,
+    sustain: int = 1,
 ) -> NormalModel:
     """Fit a machine's normal model on its embeddings (time order: row i before row i + 1).
 
-    The threshold is the gamma ``percentile`` of cross-fitted scores (see the module docstring).
+    The threshold comes from cross-fitted sustained scores (see the module docstring): their gamma
+    ``percentile``, or, when ``alerts_per_day`` is given, their tail extrapolated to the exceedance
+    that rate implies at one window per ``hop_seconds``. ``sustain`` (odd) is lowered, to the largest odd number that
+    fits, when the folds are shorter than twice it (said in ``meta["sustain_note"]``).
     Raises :class:`LearningError` for bad input or fewer than :data:`MIN_WINDOWS` windows.
     """
-    from audioclassifier.thresholds import gamma_threshold
+    from audioclassifier.thresholds import gamma_threshold, tail_threshold
 
     if method not in METHODS:
         raise LearningError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -369,7 +437,14 @@ def fit_normal(
         raise LearningError(f"max_references must be an integer >= k ({k}), got {max_references!r}")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise LearningError(f"folds must be an integer >= 2, got {folds!r}")
-    if not 0 < percentile < 100:
+    sustain = _check_sustain(sustain)
+    if alerts_per_day is not None:
+        if not (isinstance(hop_seconds, (int, float)) and 0 < hop_seconds <= 3600):
+            raise LearningError(f"hop_seconds must be in (0, 3600], got {hop_seconds!r}")
+        if not (isinstance(alerts_per_day, (int, float)) and 0 < alerts_per_day < _DAY_SECONDS / hop_seconds):
+            raise LearningError(f"alerts_per_day must be > 0 and under one per window, got {alerts_per_day!r}")
+        percentile = 100.0 * (1.0 - alerts_per_day * hop_seconds / _DAY_SECONDS)
+    if percentile is None or not 0 < percentile < 100:
         raise LearningError(f"percentile must be in (0, 100), got {percentile!r}")
     x = _as_embeddings(embeddings)
     n = len(x)
@@ -378,18 +453,41 @@ def fit_normal(
         log.warning("%s", warning)
     folds = min(folds, n)
     edges = np.linspace(0, n, folds + 1).round().astype(int)
+    shortest = int(np.diff(edges).min())
+    fitted_sustain = sustain if shortest >= 2 * sustain else max(1, (shortest // 2 - 1) | 1)
     held_scores = []
     for a, b in zip(edges[:-1], edges[1:]):
         rest = np.concatenate([x[:a], x[b:]])
         refs, prec = _fit_arrays(method, rest, k=k, max_references=max_references)
-        held_scores.append(_score(method, refs, prec, k, x[a:b]))
+        block = _score(method, refs, prec, k, x[a:b])
+        held_scores.append(sustained(block, fitted_sustain)[fitted_sustain - 1:])  # full medians only
     scores = np.concatenate(held_scores)
-    g = gamma_threshold(scores, percentile=percentile)
     refs, prec = _fit_arrays(method, x, k=k, max_references=max_references)
-    how = (f"gamma-p{percentile:g} of {n} cross-fitted learning-window scores ({folds} contiguous folds; "
-           f"shape {g.shape:.3g}, scale {g.scale:.3g}, shift {g.shift:.3g})")
+    what = "scores" if fitted_sustain == 1 else f"sustained scores (median of {fitted_sustain} windows)"
+    if alerts_per_day is None:
+        g = gamma_threshold(scores, percentile=percentile)
+        threshold = g.threshold
+        how = (f"gamma-p{percentile:.6g} of {len(scores)} cross-fitted learning-window {what} from {n} windows "
+               f"({folds} contiguous folds; shape {g.shape:.3g}, scale {g.scale:.3g}, shift {g.shift:.3g})")
+    else:
+        t = tail_threshold(scores, probability=alerts_per_day * hop_seconds / _DAY_SECONDS)
+        threshold = t.threshold
+        how = (f"at most {alerts_per_day:g} false alerts a day at a {hop_seconds:g} s hop: exceeded with P = "
+               f"{t.probability:.3g} by {len(scores)} cross-fitted learning-window {what} from {n} windows "
+               f"({folds} contiguous folds), extrapolated from their {t.exceedances} highest over {t.base:.4g} "
+               f"(mean excess bound {t.mean_excess:.3g})")
     meta: dict[str, Any] = {"folds": folds, "percentile": percentile, "max_references": max_references}
+    if alerts_per_day is not None:
+        meta.update(alerts_per_day=alerts_per_day, hop_seconds=hop_seconds)
+    if alerts_per_day is not None and len(scores) < RATE_SCORES:
+        short = (f"the threshold for {alerts_per_day:g} false alerts a day rests on {n} learning windows, so it is "
+                 f"set high to be safe (faint faults are found later): learn for {RATE_SCORES // 60 + 1} minutes or more")
+        warning = f"{warning}; {short}" if warning else short
+        log.warning("%s", short)
+    if fitted_sustain != sustain:
+        meta["sustain_note"] = (f"sustained over {fitted_sustain} windows, not {sustain}: {n} learning windows "
+                                f"make folds of {shortest}")
     if warning:
         meta["warning"] = warning
-    return NormalModel(method=method, refs=refs, precision=prec, k=k, n_fitted=n, threshold=float(g.threshold),
-                       threshold_method=how, meta=meta)
+    return NormalModel(method=method, refs=refs, precision=prec, k=k, n_fitted=n, threshold=float(threshold),
+                       threshold_method=how, meta=meta, sustain=fitted_sustain)

@@ -6,10 +6,13 @@ sharing its run (:class:`~audioclassifier.calibration.Hearing`). The pipeline fe
 embedding of every scored (non-silent) window while it learns (:meth:`~OnsiteLearning.window`),
 every chunk's duration (:meth:`~OnsiteLearning.advance`: audio time, so a replay at ``--speed max``
 learns the same), then :meth:`~OnsiteLearning.conclude` fits
-:func:`audioclassifier.learning.fit_normal` with the card's ``learning`` block (method, ``k``,
-percentile) and puts the result in force: a window's score is then the learned model's score of its
-embedding (:meth:`~OnsiteLearning.score`) and the threshold the learned one (:attr:`threshold`),
-unless the settings set one. While it learns, nothing is scored against a threshold.
+:func:`audioclassifier.learning.fit_normal` with the card's ``learning`` block (method, ``k``) and
+the module's own rule: scores sustained over :data:`SUSTAIN_SECONDS` of windows, and the threshold
+set for at most ``alerts_per_day`` false alerts a day (the ``learn_alerts_per_day`` option). The
+result is put in force: a window's score is then the learned model's sustained score of its
+embedding (:meth:`~OnsiteLearning.score`; a silent window or lost audio starts the median afresh:
+:meth:`~OnsiteLearning.gap`) and the threshold the learned one (:attr:`threshold`), unless the
+settings set one. While it learns, nothing is scored against a threshold.
 
 The learned model is kept per machine (:class:`LearnedStore`: ``<state dir>/learned/<machine>.npz``,
 written atomically) with the :func:`fingerprint` of the card's front end and embedding; it is
@@ -56,13 +59,18 @@ from audioclassifier.clips import safe_part
 from audioclassifier.constraints import METHODS, ConstraintError
 from audioclassifier.durable import atomic_file
 from audioclassifier.errors import AuscultError
-from audioclassifier.learning import WARN_WINDOWS, LearningError, NormalModel, fit_normal
+from audioclassifier.learning import WARN_WINDOWS, LearningError, NormalModel, Sustained, fit_normal
 
 __all__ = ["LearnedStore", "OnsiteError", "OnsiteLearning", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
 OnChange = Callable[[dict[str, Any]], None]
+
+#: A learned model's score is the median of this many seconds of window distances (odd windows).
+SUSTAIN_SECONDS = 9.0
+#: Default target of the learned threshold: false alerts per day of the machine's normal sound.
+ALERTS_PER_DAY = 1.0
 
 
 class OnsiteError(AuscultError):
@@ -128,9 +136,11 @@ class OnsiteLearning:
     """The on-site learning state machine (see the module docstring); one worker owns it."""
 
     def __init__(self, *, directory: Path | None = None, seconds: float = 0.0, relearn: bool = False,
-                 on_change: OnChange | None = None) -> None:
+                 alerts_per_day: float = ALERTS_PER_DAY, on_change: OnChange | None = None) -> None:
         self.store = LearnedStore(directory)
         self.seconds, self.relearn, self.on_change = float(seconds), relearn, on_change
+        self.alerts_per_day = float(alerts_per_day)
+        self._sustained = Sustained(1)
         self.model: NormalModel | None = None  # the learned model in force
         self._run: _Learn | None = None
         self._card: ModelCard | None = None
@@ -159,10 +169,26 @@ class OnsiteLearning:
             return None
 
     def score(self, score: float, embedding: np.ndarray | None) -> float:
-        """The window's score: the learned model's score of its embedding once learned, else ``score``."""
-        if self.model is None or self._run is not None or embedding is None:
+        """The window's score: the learned model's sustained score of its embedding once learned,
+        else ``score``."""
+        model = self.model
+        if model is None or self._run is not None or embedding is None:
             return score
-        return float(self.model.score(embedding[None])[0])
+        if self._sustained.n != model.sustain:  # another learned model: its own median
+            self._sustained = Sustained(model.sustain)
+        return self._sustained.push(float(model.score(embedding[None])[0]))
+
+    def gap(self) -> None:
+        """The run of sound broke (a silent window, lost audio, a new rule): sustained scores start afresh."""
+        self._sustained.reset()
+
+    def _fit(self, embeddings: np.ndarray, hop_seconds: float) -> NormalModel:
+        """:func:`fit_normal` with the card's learning block and the module's rule (sustain, rate)."""
+        assert self._card is not None and self._card.learning is not None
+        block = self._card.learning
+        sustain = max(1, round(SUSTAIN_SECONDS / hop_seconds)) | 1  # odd
+        return fit_normal(embeddings, method=str(block.get("method", "mahalanobis")), k=int(block.get("k", 1)),
+                          alerts_per_day=self.alerts_per_day, hop_seconds=hop_seconds, sustain=sustain)
 
     @property
     def machine(self) -> str:
@@ -255,16 +281,15 @@ class OnsiteLearning:
         """Count ``seconds`` more audio; True when the learning has heard enough (conclude now)."""
         return self._run is not None and self._run.advance(seconds)
 
-    def conclude(self) -> None:
-        """Fit the learned model, put it in force and keep it; or fail, keeping what was in force."""
+    def conclude(self, hop_seconds: float = 1.0) -> None:
+        """Fit the learned model (windows ``hop_seconds`` apart), put it in force and keep it; or
+        fail, keeping what was in force."""
         run, card = self._run, self._card
         if run is None or card is None or card.learning is None:
             return
-        block = card.learning
         try:
-            fitted = fit_normal(np.asarray(run.embeddings).reshape(len(run.embeddings), int(block["dim"])),
-                                method=str(block.get("method", "mahalanobis")), k=int(block.get("k", 1)),
-                                percentile=float(block.get("percentile", 99.5)))
+            fitted = self._fit(np.asarray(run.embeddings).reshape(len(run.embeddings), int(card.learning["dim"])),
+                               hop_seconds)
         except (LearningError, ValueError, np.linalg.LinAlgError) as exc:
             self._fail(f"{exc} ({len(run.embeddings)} scored windows in {run.audio:.1f} s)")
             return
@@ -297,7 +322,7 @@ class OnsiteLearning:
     # -- feedback: accepted sounds -----------------------------------------------------------------
 
     def accept(self, seq: int, windows: np.ndarray, *, meta: dict[str, Any], recent: np.ndarray,
-               recent_seconds: float) -> dict[str, Any]:
+               recent_seconds: float, hop_seconds: float = 1.0) -> dict[str, Any]:
         """Accept alert ``seq``'s ``windows`` as normal in the learned model (started from ``recent``
         normal windows, ``recent_seconds`` of audio, when there is none); saved at once. Returns
         ``{"seeded", "accepted", "threshold"}``; OnsiteError when the model cannot learn, a learning
@@ -313,10 +338,8 @@ class OnsiteLearning:
                 raise OnsiteError(f"no learned model for {self._machine} yet, and {len(recent)} recent normal "
                                   f"window(s) to start one from (at least {WARN_WINDOWS}): let the module listen "
                                   "a little longer, or learn (the learn method)")
-            block = self._card.learning
             try:
-                fitted = fit_normal(recent, method=str(block.get("method", "mahalanobis")), k=int(block.get("k", 1)),
-                                    percentile=float(block.get("percentile", 99.5)))
+                fitted = self._fit(recent, hop_seconds)
             except (LearningError, ValueError, np.linalg.LinAlgError) as exc:
                 raise OnsiteError(f"could not start a learned model from the recent normal windows: {exc}") from None
             base = replace(fitted, meta={**fitted.meta, "fingerprint": self._fp, "machine": self._machine,

@@ -144,7 +144,7 @@ class Pipeline:
         if isinstance(command, StartLearning):
             if self.calibration.running:
                 raise OnsiteError("a site calibration is running")
-            self.detector.reset()
+            self._break_run()
             return self.onsite.start(command.seconds)
         if isinstance(command, EndCalibration) and self.calibration.is_current(command.run):
             return self._end_calibration(command.reason)
@@ -166,7 +166,7 @@ class Pipeline:
                 self._release_flagged(final=True)
                 self.windower = Windower(model.card, hop_seconds=settings.hop_seconds,
                                          context_seconds=self.context_seconds)
-                self.detector.reset()
+                self._break_run()
             self._end_calibration("the model changed during the calibration")
             self.counters["model_swaps"] += 1
             old.close()
@@ -195,7 +195,7 @@ class Pipeline:
             self.counters["captures"] += error is None
             self.last_error = error or self.last_error
         if chunk.discontinuity:
-            self.detector.reset()
+            self._break_run()
             self.alert_windows.end_run()
         for window in self.windower.push(chunk):
             self._on_window(window)
@@ -205,14 +205,14 @@ class Pipeline:
         if self.calibration.advance(seconds):
             self._conclude_calibration()
         if self.onsite.advance(seconds):
-            self.onsite.conclude()
+            self.onsite.conclude(self.hop_seconds)
             self.install(self.settings)  # the learned threshold (or what stays in force)
-            self.detector.reset()
+            self._break_run()
             if self.onsite.model is not None and self.onsite.status().get("state") == "learned":
                 self._restart_health("a new learned normal model")
         if self.source.state == "no-audio":
             self._set_state("no-audio", self.source.last_error or "")
-            self.detector.reset()
+            self._break_run()
         elif seconds and self.state == "no-audio":
             self._set_state("running", "audio is back")
         self._emit_telemetry(self.telemetry.advance(chunk.start_time, chunk.offset, seconds,
@@ -238,6 +238,7 @@ class Pipeline:
             self.alert_windows.end_run()
             self._window_log.write(w, None, None, self.detector.threshold)
             self.detector.update(None, w.end_offset)
+            self.onsite.gap()
             self._set_state("silent", f"level {w.level_dbfs:.1f} dBFS under the gate {s.energy_gate_dbfs:g} dBFS")
             self._publish(w, None, None)
             return
@@ -271,6 +272,12 @@ class Pipeline:
         if self.detector.update(score, w.end_offset):
             self._flagged.append((w, score, label, self.alert_windows.flagged(self.onsite.fingerprint)))
             self._release_flagged()
+
+    def _break_run(self) -> None:
+        """The run of sound broke (lost audio, a new rule or model): the detector's run and the
+        learned model's sustained score start afresh."""
+        self.detector.reset()
+        self.onsite.gap()
 
     def _publish(self, w: Window, score: float | None, label: str | None) -> None:
         """Hand the window to the live page's feed: the spectrogram columns it added (all of them
@@ -332,7 +339,7 @@ class Pipeline:
             return
         old = self.threshold
         self.install(replace(self.settings, threshold=result["threshold"]))
-        self.detector.reset()  # a new rule: runs start afresh
+        self._break_run()  # a new rule: runs start afresh
         self.bands.end_calibration(True)  # what it heard is the machine's normal for explanations
         self._restart_health("a site calibration")
         state = self.calibration.finish(result) or {}

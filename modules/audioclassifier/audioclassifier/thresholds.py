@@ -1,4 +1,5 @@
-"""The anomaly threshold from scores of normal sound: a gamma fit and its percentile point.
+"""The anomaly threshold from scores of normal sound: a gamma fit and its percentile point, or,
+for a rare exceedance (a target of false alerts per day), its upper tail extrapolated.
 
 One implementation for both places that set a threshold: training (``ml/train.py``, on normal
 validation windows of other machines) and site calibration on the device
@@ -7,6 +8,14 @@ The fit needs no scipy (the edge runtime does without it): the location-fixed ma
 shape solves ``log(a) - digamma(a) = log(mean) - mean(log)`` (what ``scipy.stats.gamma.fit(...,
 floc=0)`` solves), and the percentile point inverts the regularised incomplete gamma function by
 Newton's method. Both agree with scipy to 1e-9 (``tests/unit/test_thresholds.py``).
+
+:func:`tail_threshold` is for probabilities far below 1/n, where a gamma fitted to the bulk says
+little: normal sound with short loud events has a heavier upper tail than one gamma (measured on
+sustained learning scores, the gamma's p99.9988 was exceeded 6 to 20 times too often). It is the
+peaks-over-threshold method with exponential excesses (the Gumbel domain the gamma belongs to):
+above the scores' upper ``tail_fraction`` quantile ``u``, ``P(S > u + x) = tail_fraction *
+exp(-x / m)``, with ``m`` the excesses' mean taken at its upper ``confidence`` bound (their sum
+over the gamma quantile of their count), so a short learning errs towards fewer false alerts.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["GammaThreshold", "gamma_threshold"]
+__all__ = ["GammaThreshold", "TailThreshold", "gamma_threshold", "tail_threshold"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,52 @@ def gamma_threshold(scores: np.ndarray, *, percentile: float = 90.0) -> GammaThr
     scale = float(z.mean()) / shape
     t = gamma_ppf(percentile / 100.0, shape) * scale + shift
     return GammaThreshold(t, percentile, shape, scale, shift, int(s.size))
+
+
+@dataclass(frozen=True)
+class TailThreshold:
+    """The score exceeded with ``probability``, extrapolated from the scores' upper tail (see the module docstring)."""
+
+    threshold: float
+    probability: float
+    base: float  # u: the scores' upper tail_fraction quantile
+    mean_excess: float  # m: the excesses' mean at its upper confidence bound
+    exceedances: int  # scores over u
+    n: int
+
+    @property
+    def method(self) -> str:
+        return (f"tail extrapolation to P = {self.probability:.3g} of {self.n} scores ({self.exceedances} over "
+                f"{self.base:.4g}, mean excess bound {self.mean_excess:.3g})")
+
+
+def tail_threshold(scores: np.ndarray, *, probability: float, tail_fraction: float = 0.1,
+                   confidence: float = 0.95) -> TailThreshold:
+    """The threshold normal scores exceed with ``probability`` (see the module docstring).
+
+    At least 5 scores of the tail are used (more than ``tail_fraction`` of few scores); a
+    ``probability`` at or above the tail's is the empirical quantile. Non-finite scores are
+    dropped; fewer than 5 left, or a probability, tail fraction or confidence outside (0, 1),
+    raise ValueError.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    s = s[np.isfinite(s)]
+    if s.size < 5:
+        raise ValueError(f"need at least 5 finite normal scores to extrapolate a tail, got {s.size}")
+    for name, v in (("probability", probability), ("tail_fraction", tail_fraction), ("confidence", confidence)):
+        if not 0 < v < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {v}")
+    k = min(s.size - 1, max(5, math.ceil(tail_fraction * s.size)))  # the tail: the k highest scores
+    tail = k / s.size
+    base = float(s[-k - 1])
+    if probability >= tail:
+        t = float(np.quantile(s, 1.0 - probability))
+        return TailThreshold(t, probability, base, 0.0, k, int(s.size))
+    excess = float((s[-k:] - base).sum())
+    m = excess / (gamma_ppf(1.0 - confidence, k)) if excess > 0 else 0.0  # the sum of k exponentials is gamma(k)
+    if m <= 0:  # a flat tail: no spread to extrapolate; just above the highest score
+        return TailThreshold(float(s[-1] + 1e-6 * max(1.0, abs(s[-1]))), probability, base, 0.0, k, int(s.size))
+    return TailThreshold(base + m * math.log(tail / probability), probability, base, m, k, int(s.size))
 
 
 def gamma_shape_mle(z: np.ndarray) -> float:
