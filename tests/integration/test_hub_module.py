@@ -425,7 +425,7 @@ def test_on_site_learning_is_reported_and_the_learn_method_relearns(plain_module
 def test_feedback_a_false_alarm_stops_recurring_and_a_confirmed_clip_reaches_dataset_pull(module, hub, azurite,
                                                                                          tmp_path) -> None:
     """Issue 12, part 1, through the real module, broker, responder and Azurite. The shipped model
-    learns the machine (30 s), then a new hum alerts; ``feedback`` false_alarm on it: no further alert
+    learns the machine (2 minutes), then a new hum alerts; ``feedback`` false_alarm on it: no further alert
     on the hum, reported under ``feedback``. Restarted on a bearing fault with storage down, an alert
     is ``confirmed`` as ``bearing`` while its clip waits in the spool; once storage is back the clip
     is uploaded with its mark, and ``python -m ml dataset pull`` puts it in ``bearing/pump-1/``."""
@@ -443,17 +443,17 @@ def test_feedback_a_false_alarm_stops_recurring_and_a_confirmed_clip_reaches_dat
 
     t = np.arange(110 * sr) / sr
     hum = (sum(np.sin(2 * np.pi * 150 * k * t + k) / k for k in range(1, 6)) * 10 ** (-25 / 20)).astype(np.float32)
-    audio = synth("healthy", 150)
-    audio[40 * sr:] += hum
+    audio = synth("healthy", 240)
+    audio[130 * sr:] += hum
     sf.write(tmp_path / "hum.wav", audio, sr)
     fault = synth("bearing", 40, "--fault", "bearing", "--fault-start", "5", "--ramp-seconds", "3")
     sf.write(tmp_path / "fault.wav", fault, sr)
     default_model = REPO / "modules" / "audioclassifier" / "audioclassifier" / "models" / "model.onnx"
     detection = ("--threshold", "", "--consecutive", "2", "--cooldown-seconds", "5")
 
-    module.start(tmp_path / "hum.wav", default_model, speed="3", extra=(*detection, "--learn-seconds", "30"))
-    first = hub.wait_for(lambda h: next((a for a in h.outputs("alerts") if a.body["audio_offset_seconds"] >= 41),
-                                        None), 90).body
+    module.start(tmp_path / "hum.wav", default_model, speed="3", extra=(*detection, "--learn-seconds", "120"))
+    first = hub.wait_for(lambda h: next((a for a in h.outputs("alerts") if a.body["audio_offset_seconds"] >= 131),
+                                        None), 120).body
     for bad in ({"verdict": "false_alarm"}, {"seq": 0, "verdict": "false_alarm"}, {"seq": first["seq"], "verdict": "no"},
                 {"seq": first["seq"], "verdict": "confirmed", "label": "x" * 65}):
         status, body = hub.invoke("feedback", bad)
@@ -466,13 +466,13 @@ def test_feedback_a_false_alarm_stops_recurring_and_a_confirmed_clip_reaches_dat
     hub.wait_for(lambda h: (h.reported.get("verdicts") or {}).get("false_alarms") == 1, 15)
     assert hub.reported["verdicts"]["accepted_sounds"] == 1 and hub.reported["learning"]["accepted"] == 1
     assert hub.invoke("feedback", {"seq": first["seq"], "verdict": "confirmed"})[0] == 409  # undo first
-    assert module.wait(90) == 0
+    assert module.wait(120) == 0
     hub.wait_for(lambda h: len({a.body["seq"] for a in h.outputs("alerts")}) >= module.alerts_emitted(1), 15)
     before = [a.body for a in dedupe_by_seq(hub.outputs("alerts")) if a.body["audio_offset_seconds"] < applied_at]
     after = [a.body for a in dedupe_by_seq(hub.outputs("alerts")) if a.body["audio_offset_seconds"] > applied_at + 3]
-    assert len(before) >= 2 and after == [], (applied_at, [a["audio_offset_seconds"] for a in after])
-    print(f"feedback_e2e: hum alerts before the verdict {len(before)} (in {applied_at - 40:.0f} s), after it "
-          f"{len(after)} (in {150 - applied_at:.0f} s)")
+    assert len(before) >= 1 and after == [], (applied_at, [a["audio_offset_seconds"] for a in after])
+    print(f"feedback_e2e: hum alerts before the verdict {len(before)} (in {applied_at - 130:.0f} s), after it "
+          f"{len(after)} (in {240 - applied_at:.0f} s)")
     container = module.env["AUSCULT_BLOB_CONTAINER"]
     blob = azurite.container(container).get_blob_client(first["clip"])
     assert wait_until(lambda: blob.exists() and blob.get_blob_properties().metadata.get("auscult_verdict")
