@@ -70,6 +70,39 @@ def test_classifier_score_is_one_minus_p_normal_and_label_is_argmax(tmp_path: Pa
         assert label == ("loud" if p_loud > 0.5 else "normal")
 
 
+def test_openvino_compiles_through_a_bounded_model_cache_and_runs_without_one(tmp_path: Path, caplog) -> None:
+    """The state folder's model cache: the first load writes the compiled model, the next loads it
+    (same scores); the cache is pruned to its budget; a folder that cannot be made is no reason not to run."""
+    import audioclassifier.backends as backends
+
+    cache = tmp_path / "model-cache"
+    first = load_model(DEFAULT_MODEL, backend="openvino", device="CPU", cache_dir=cache)
+    blobs = sorted(cache.iterdir())
+    assert first.backend.cache_dir == cache and blobs and all(b.stat().st_size > 0 for b in blobs)
+    x = machine_windows(first.card, n=3)
+    written = {b: b.stat().st_mtime_ns for b in blobs}
+    again = load_model(DEFAULT_MODEL, backend="openvino", device="CPU", cache_dir=cache)
+    assert {b: b.stat().st_mtime_ns for b in cache.iterdir()} == written  # read from the cache, not compiled again
+    np.testing.assert_array_equal(again.score_batch(x)[0], first.score_batch(x)[0])
+    stale = cache / "stale.blob"
+    stale.write_bytes(b"\0" * 4096)
+    os.utime(stale, (1, 1))  # the oldest file
+    budget = backends.MODEL_CACHE_BYTES
+    try:
+        backends.MODEL_CACHE_BYTES = sum(b.stat().st_size for b in blobs) + 100
+        load_model(DEFAULT_MODEL, backend="openvino", device="CPU", cache_dir=cache)
+    finally:
+        backends.MODEL_CACHE_BYTES = budget
+    assert not stale.exists() and all(b.exists() for b in blobs)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    plain = load_model(DEFAULT_MODEL, backend="openvino", device="CPU", cache_dir=blocked / "cache")
+    assert plain.backend.cache_dir is None and "model cache" in caplog.text
+    np.testing.assert_array_equal(plain.score_batch(x)[0], first.score_batch(x)[0])
+    ort = load_model(DEFAULT_MODEL, backend="onnxruntime", cache_dir=tmp_path / "unused")
+    assert ort.backend.name == "onnxruntime" and not (tmp_path / "unused").exists()
+
+
 def test_auto_takes_onnxruntime_on_a_cpu_only_machine_without_importing_openvino(tmp_path: Path) -> None:
     """This machine has no Intel GPU or NPU (the test checks that first, with the same probe)."""
     path = make_model(tmp_path / "m.onnx")

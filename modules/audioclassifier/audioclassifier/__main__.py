@@ -103,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     from audioclassifier.sources import SourceError
 
     settings = config.settings
+    model_cache = config.state_dir / "model-cache"  # OpenVINO's compiled models (nothing for onnxruntime)
     try:
-        model = load_model(config.model, backend=config.backend, device=settings.device, precision=settings.precision)
+        model = load_model(config.model, backend=config.backend, device=settings.device, precision=settings.precision,
+                           cache_dir=model_cache)
     except ModelError as exc:
         log.error("%s", exc)
         return 2
@@ -121,15 +123,14 @@ def main(argv: list[str] | None = None) -> int:
 
             hub = HubApp(config.hub)
             sink: Any = hub.sink
-            state_dir = hub.root
         else:
             from audioclassifier.sinks import LocalSink
 
             sink = LocalSink(config.local_out)
-            state_dir = config.local_out
     except (OSError, ValueError) as exc:
         log.error("output: %s", exc)
         return 2
+    state_dir = config.state_dir
     from audioclassifier.alertwindows import AlertWindows
     from audioclassifier.feedback import Feedback
     from audioclassifier.onsite import OnsiteLearning
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                           state_path=Path(state_dir) / "sequence.json", window_log=config.window_log, onsite=onsite,
                           alert_windows=AlertWindows(feedback_dir / "alerts", keep=config.feedback_alerts),
                           feedback=Feedback(feedback_dir), feed=live,
-                          bands_dir=Path(state_dir) / "bands", on_health=hub.on_health if hub is not None else None)
+                          bands_dir=Path(state_dir) / "bands", on_health=hub.on_health if hub is not None else None,
+                          model_cache=model_cache)
     except OSError as exc:
         log.error("output: %s", exc)
         (hub or sink).close()

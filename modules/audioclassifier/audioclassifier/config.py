@@ -159,6 +159,11 @@ class Config:
     hub: HubConfig | None = None
     http: HttpConfig | None = None
 
+    @property
+    def state_dir(self) -> Path:
+        """Where the module keeps its state: the spool under IoT Edge, else ``local_out``."""
+        return Path(self.hub.spool_dir) if self.hub is not None else Path(self.local_out)
+
 
 def _speed(text: str) -> str:
     from audioclassifier.sources import parse_speed

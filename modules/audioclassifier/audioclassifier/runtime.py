@@ -65,9 +65,10 @@ class Runtime:
                  context_seconds: float = CLIP_CONTEXT_SECONDS, window_log: Path | None = None,
                  onsite: OnsiteLearning | None = None, alert_windows: AlertWindows | None = None,
                  feedback: Feedback | None = None, feed: LiveFeed | None = None, bands_dir: Path | None = None,
-                 on_health: OnDone | None = None) -> None:
+                 on_health: OnDone | None = None, model_cache: Path | None = None) -> None:
         self.source = source
         self.backend_preference = backend
+        self.model_cache = model_cache  # OpenVINO's compiled-model cache for later loads (swaps, device changes)
         self.pipeline = Pipeline(source=source, model=model, settings=settings, sink=sink, state_path=state_path,
                                  context_seconds=context_seconds, window_log=window_log, onsite=onsite,
                                  alert_windows=alert_windows, feedback=feedback, feed=feed,
@@ -128,7 +129,7 @@ class Runtime:
         if (new.device, new.precision) != (old.device, old.precision):
             if self.backend_preference in ("auto", "openvino"):  # compile first: on failure nothing changes
                 compiled = load_model(self.model.path, backend=self.backend_preference, device=new.device,
-                                      precision=new.precision)
+                                      precision=new.precision, cache_dir=self.model_cache)
                 log.info("device %s/%s → %s/%s: %s on %s at %s%s", old.device, old.precision, new.device,
                          new.precision, compiled.backend.name, compiled.backend.device, compiled.backend.precision,
                          f" ({compiled.note})" if compiled.note else "")
@@ -201,7 +202,7 @@ class Runtime:
     def swap_model(self, path: Path) -> dict[str, Any]:
         """Load, compile and check ``path``; swap it in between windows. ModelError keeps the old."""
         new = load_model(path, backend=self.backend_preference, device=self.settings.device,
-                         precision=self.settings.precision)
+                         precision=self.settings.precision, cache_dir=self.model_cache)
         self._run_command(commands.SwapModel(model=new), "model swap")
         log.info("model %s (version %s, %s on %s) in use", new.path, new.version, new.backend.name,
                  new.backend.device)
