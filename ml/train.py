@@ -137,9 +137,10 @@ def _version(kind: str, proto_bytes: bytes) -> str:
 
 
 def auto_candidates(cfg: AnomalyConfig) -> list[str]:
-    """The candidates ``--method auto`` fits: each statistics method on each feature set, and the AE."""
+    """The candidates ``--method auto`` fits: each statistics method on each of
+    :attr:`AnomalyConfig.auto_feature_sets`, and the AE."""
     names = []
-    for feats in cfg.feature_sets:
+    for feats in cfg.auto_feature_sets:
         names += [f"mahalanobis:{feats}"] + [f"gmm{k}:{feats}" for k in cfg.gmm_components if k > 1]
         names.append(f"knn:{feats}")
     return names + ["ae"]
