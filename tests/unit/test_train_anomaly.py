@@ -129,9 +129,9 @@ def test_auto_chooses_among_methods_by_detection_under_shift(tiny: tuple[Path, P
     lines: list[str] = []
     res = train(_opts(tr, tmp_path / "m.onnx", method="auto", epochs=1), say=lines.append)
     cands = res.card.trained["candidates"]
-    # auto tries the fine-band feature sets (the coarse ones only by name), and the autoencoder
-    assert {"mahalanobis:fine", "knn:finespread", "gmm4:fine", "ae"} <= set(cands)
-    assert not any(c.endswith((":shape", ":spread", ":level")) for c in cands)
+    # three training machines: the coarse feature sets (the fine ones need more machines), and the AE
+    assert {"mahalanobis:shape", "knn:spread", "gmm4:level", "ae"} <= set(cands)
+    assert not any(c.endswith((":fine", ":finespread")) for c in cands)
     # every candidate is judged on generated anomalies and the real abnormal validation windows
     assert all({"key", "pseudo_pauc", "real_pauc", "false_alarms"} <= set(v) for v in cands.values())
     best = max(v["key"] for v in cands.values())
@@ -237,6 +237,18 @@ def test_reported_fault_kinds_do_not_move_the_selection_key() -> None:
     assert with_faults["key"] == without["key"] and with_faults["pseudo_pauc"] == without["pseudo_pauc"]
     assert all(f"pseudo_{k}_pauc" in with_faults for k in FAULT_KINDS) and "fault_pauc" in with_faults
     assert not any(f"pseudo_{k}_pauc" in without for k in FAULT_KINDS)
+
+
+def test_auto_tries_the_fine_feature_sets_only_with_enough_training_groups() -> None:
+    from ml.anomaly import AnomalyConfig
+    from ml.train import auto_candidates
+
+    cfg = AnomalyConfig()
+    many, few = auto_candidates(cfg, cfg.fine_min_groups), auto_candidates(cfg, cfg.fine_min_groups - 1)
+    assert {n.partition(":")[2] for n in many} == {"fine", "finespread", ""}
+    assert {n.partition(":")[2] for n in few} == {"shape", "spread", "level", ""}
+    assert {"gmm4:fine", "knn:finespread", "ae"} <= set(many) and {"gmm4:shape", "knn:spread", "ae"} <= set(few)
+    assert auto_candidates(cfg) == many  # unknown count: the fine sets
 
 
 def test_hires_statistics_resolve_a_narrow_upper_band_resonance() -> None:
