@@ -130,8 +130,8 @@ def test_auto_chooses_among_methods_by_detection_under_shift(tiny: tuple[Path, P
     res = train(_opts(tr, tmp_path / "m.onnx", method="auto", epochs=1), say=lines.append)
     cands = res.card.trained["candidates"]
     # three training machines: the coarse feature sets (the fine ones need more machines), and the AE
-    assert {"mahalanobis:shape", "knn:spread", "gmm4:level", "ae"} <= set(cands)
-    assert not any(c.endswith((":fine", ":finespread")) for c in cands)
+    assert {"mahalanobis:shape", "knn:spread", "gmm4:shape", "ae"} <= set(cands)
+    assert not any(c.endswith((":fine", ":finespread", ":level")) for c in cands)
     # every candidate is judged on generated anomalies and the real abnormal validation windows
     assert all({"key", "pseudo_pauc", "real_pauc", "false_alarms"} <= set(v) for v in cands.values())
     best = max(v["key"] for v in cands.values())
@@ -246,7 +246,7 @@ def test_auto_tries_the_fine_feature_sets_only_with_enough_training_groups() -> 
     cfg = AnomalyConfig()
     many, few = auto_candidates(cfg, cfg.fine_min_groups), auto_candidates(cfg, cfg.fine_min_groups - 1)
     assert {n.partition(":")[2] for n in many} == {"fine", "finespread", ""}
-    assert {n.partition(":")[2] for n in few} == {"shape", "spread", "level", ""}
+    assert {n.partition(":")[2] for n in few} == {"shape", "spread", ""}
     assert {"gmm4:fine", "knn:finespread", "ae"} <= set(many) and {"gmm4:shape", "knn:spread", "ae"} <= set(few)
     assert auto_candidates(cfg) == many  # unknown count: the fine sets
 
