@@ -136,18 +136,21 @@ def _version(kind: str, proto_bytes: bytes) -> str:
     return f"{kind}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d}-{h}"
 
 
-def auto_candidates(cfg: AnomalyConfig) -> list[str]:
-    """The candidates ``--method auto`` fits: each statistics method on each feature set, and the AE."""
+def auto_candidates(cfg: AnomalyConfig, groups: int | None = None) -> list[str]:
+    """The candidates ``--method auto`` fits: each statistics method on each of
+    :attr:`AnomalyConfig.auto_feature_sets` (``few_groups_feature_sets`` when the normal training
+    windows come from fewer than ``fine_min_groups`` groups), and the AE."""
     names = []
-    for feats in cfg.feature_sets:
+    sets = cfg.auto_feature_sets if groups is None or groups >= cfg.fine_min_groups else cfg.few_groups_feature_sets
+    for feats in sets:
         names += [f"mahalanobis:{feats}"] + [f"gmm{k}:{feats}" for k in cfg.gmm_components if k > 1]
         names.append(f"knn:{feats}")
     return names + ["ae"]
 
 
-def _candidates(o: TrainOptions) -> list[str]:
+def _candidates(o: TrainOptions, groups: int) -> list[str]:
     if o.method == "auto":
-        return auto_candidates(o.anomaly)
+        return auto_candidates(o.anomaly, groups)
     if o.method == "gmm":
         return [f"gmm{k}" for k in o.anomaly.gmm_components]
     return [o.method]
@@ -185,7 +188,10 @@ def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
         log.warning("%s", warning)
     say(f"anomaly: {len(x_tr)} normal training windows; validation: {len(x_vn)} normal, "
         f"{int(y_va.sum())} abnormal windows ({abn_note if y_va.any() else 'none: generated anomalies only'})")
-    names = _candidates(o)
+    n_groups = len(set(ws.groups[in_tr & normal]))
+    names = _candidates(o, n_groups)
+    if o.method == "auto":
+        say(f"candidates ({n_groups} training groups): {', '.join(names)}")
     x_abn = ws.x[abn_va] if y_va.any() else None
     results: dict[str, dict[str, Any]] = {}
     models: dict[str, torch.nn.Module] = {}
@@ -215,6 +221,8 @@ def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
                              ("tone", "tilt", "impulses", "band noise", "modulation")) + "; fault-family pseudo-anomalies (shaft "
                          "harmonics, resonance, shelf) reported, not in the key)"
                          + (" and, half-weighted, the real abnormal validation windows" if y_va.any() else "")
+                         + f"; {n_groups} training groups: feature sets " + ", ".join(
+                             sorted({n.partition(':')[2] for n in names if ':' in n}))
                          if len(names) > 1 else f"fixed by --method {o.method}")
     if y_va.any() and (~y_va).any():
         s_va = score_windows(model, x_va)

@@ -29,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--window-seconds", type=float, default=2.0, help="model window (default 2.0 s)")
     p.add_argument("--hop-seconds", type=float, default=None, help="hop between training windows (default: half a window)")
     p.add_argument("--method", default="auto",
-                   help="anomaly method: auto, gmm, gmm<K>, mahalanobis, knn or ae, optionally :shape, :spread or :level "
-                   "(the feature set, e.g. gmm4:spread); auto fits all and keeps the one that detects best on "
+                   help="anomaly method: auto, gmm, gmm<K>, mahalanobis, knn or ae, optionally :shape, :spread, :fine, "
+                   ":finespread or :level (the feature set, e.g. gmm4:fine); auto fits them on the fine sets (on "
+                   "shape and spread with fewer than 8 training machines) and keeps the one that detects best on "
                    "held-out machines, shifted speed/gain and generated anomalies (default)")
     p.add_argument("--no-embedding", action="store_true",
                    help="anomaly: leave out the embedding output and the card's learning block (on-site learning)")

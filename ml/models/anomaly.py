@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DenseAutoencoder", "GMMScorer", "KNNScorer", "LogMelStats", "MahalanobisScorer", "ScoreAndEmbedding"]
+__all__ = ["DenseAutoencoder", "GMMScorer", "KNNScorer", "LogMelStats", "MahalanobisScorer", "ScoreAndEmbedding",
+           "hires_bands", "low_band_counts"]
 
 
 def _buf(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -42,6 +43,17 @@ def _power_mean_db(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     for d in sorted(dims, reverse=True):
         out = out.squeeze(d)
     return out
+
+
+def hires_bands(n_mels: int) -> tuple[int, int]:
+    """``(first band, pool)`` of the ``hires`` statistics: the top 3/8 of the mel bands (of 128 at
+    16 kHz: above about 2.6 kHz), averaged in pairs (of 128; single bands under 64). Bearing
+    resonances (2-6 kHz), leak and clogging hiss lie there, and the broadband background of a
+    factory (pink, brown, distant machines) is weakest there: at -6 dB SNR the machine's own detail
+    shows in these bands when the 8-band pooled shape averages it away."""
+    pool = max(1, n_mels // 64)
+    start = n_mels - ((n_mels * 3 // 8) // pool) * pool
+    return start, pool
 
 
 def low_band_counts(n_mels: int) -> tuple[int, ...]:
@@ -65,10 +77,12 @@ class LogMelStats(nn.Module):
       (how steady each band is: impacts, modulation, intermittent noise);
     * ``iqr``: per-band interquartile range over time (75th minus 25th percentile of the frames, dB):
       the spread of ``std`` without its sensitivity to a rare loud event (a distant clank), and, like
-      ``relmean``, unchanged by a microphone's gain.
+      ``relmean``, unchanged by a microphone's gain;
+    * ``hires``: ``relmean`` of the upper bands (:func:`hires_bands`) at a finer pooling than
+      ``band_pool``: the narrow resonances and hiss of faults above about 2.6 kHz (gain-invariant).
     """
 
-    PARTS = ("mean", "relmean", "level", "low", "std", "delta", "iqr")
+    PARTS = ("mean", "relmean", "level", "low", "std", "delta", "iqr", "hires")
 
     def __init__(self, n_mels: int, *, band_pool: int = 1, parts: tuple[str, ...] = ("mean", "std", "delta")) -> None:
         super().__init__()
@@ -81,9 +95,10 @@ class LogMelStats(nn.Module):
         self.band_pool = band_pool
         self.parts = tuple(parts)
         self.low_bands = low_band_counts(n_mels)
+        self.hires_start, self.hires_pool = hires_bands(n_mels)
         bands = n_mels // band_pool
         sizes = {"mean": bands, "relmean": bands, "std": bands, "delta": bands, "iqr": bands, "level": 1,
-                 "low": len(self.low_bands)}
+                 "low": len(self.low_bands), "hires": (n_mels - self.hires_start) // self.hires_pool}
         self.dim = sum(sizes[p] for p in self.parts)
         self.register_buffer("center", torch.zeros(self.dim))
         self.register_buffer("scale", torch.ones(self.dim))
@@ -105,6 +120,9 @@ class LogMelStats(nn.Module):
                 out.append(mean - level)
             elif part == "level":
                 out.append(level)
+            elif part == "hires":
+                hi = band_mean[:, self.hires_start :]
+                out.append(hi.reshape(hi.shape[0], -1, self.hires_pool).mean(dim=2) - level)
             elif part == "low":
                 top = band_mean.amax(dim=1, keepdim=True)
                 lin = torch.exp((band_mean - top) * _DB)

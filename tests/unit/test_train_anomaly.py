@@ -129,7 +129,9 @@ def test_auto_chooses_among_methods_by_detection_under_shift(tiny: tuple[Path, P
     lines: list[str] = []
     res = train(_opts(tr, tmp_path / "m.onnx", method="auto", epochs=1), say=lines.append)
     cands = res.card.trained["candidates"]
-    assert {"mahalanobis:shape", "knn:spread", "ae"} <= set(cands)
+    # three training machines: the coarse feature sets (the fine ones need more machines), and the AE
+    assert {"mahalanobis:shape", "knn:spread", "gmm4:shape", "ae"} <= set(cands)
+    assert not any(c.endswith((":fine", ":finespread", ":level")) for c in cands)
     # every candidate is judged on generated anomalies and the real abnormal validation windows
     assert all({"key", "pseudo_pauc", "real_pauc", "false_alarms"} <= set(v) for v in cands.values())
     best = max(v["key"] for v in cands.values())
@@ -235,3 +237,56 @@ def test_reported_fault_kinds_do_not_move_the_selection_key() -> None:
     assert with_faults["key"] == without["key"] and with_faults["pseudo_pauc"] == without["pseudo_pauc"]
     assert all(f"pseudo_{k}_pauc" in with_faults for k in FAULT_KINDS) and "fault_pauc" in with_faults
     assert not any(f"pseudo_{k}_pauc" in without for k in FAULT_KINDS)
+
+
+def test_auto_tries_the_fine_feature_sets_only_with_enough_training_groups() -> None:
+    from ml.anomaly import AnomalyConfig
+    from ml.train import auto_candidates
+
+    cfg = AnomalyConfig()
+    many, few = auto_candidates(cfg, cfg.fine_min_groups), auto_candidates(cfg, cfg.fine_min_groups - 1)
+    assert {n.partition(":")[2] for n in many} == {"fine", "finespread", ""}
+    assert {n.partition(":")[2] for n in few} == {"shape", "spread", ""}
+    assert {"gmm4:fine", "knn:finespread", "ae"} <= set(many) and {"gmm4:shape", "knn:spread", "ae"} <= set(few)
+    assert auto_candidates(cfg) == many  # unknown count: the fine sets
+
+
+def test_hires_statistics_resolve_a_narrow_upper_band_resonance() -> None:
+    """``hires`` keeps the upper bands' detail the 8-band pooling averages away, ignores gain, and is
+    blind to the lower bands; the exported ONNX graph computes the same as torch."""
+    import onnxruntime as ort
+
+    from ml.anomaly import AnomalyConfig, fit_knn
+    from ml.export import to_onnx
+    from ml.models.anomaly import LogMelStats, hires_bands
+
+    assert hires_bands(128) == (80, 2) and hires_bands(64) == (40, 1) and hires_bands(32) == (20, 1)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy((rng.normal(-50, 2, (6, 128, 16)) + np.linspace(0, -20, 128)[None, :, None]).astype(np.float32))
+    stats = LogMelStats(128, band_pool=8, parts=("relmean", "hires", "low"))
+    f = stats.raw(x)
+    assert stats.dim == f.shape[1] == 16 + 24 + len(stats.low_bands)
+    np.testing.assert_allclose(stats.raw(x + 12.0), f, atol=1e-3)  # gain-invariant like relmean
+    # a narrow resonance (2 mel bands, +12 dB) at bands 100-101: one hires value rises by almost all
+    # of it, the pooled relmean band holding it (96-103) by about a quarter
+    y = x.clone()
+    y[:, 100:102, :] += 12.0
+    d = (stats.raw(y) - f).numpy()
+    rel, hi = d[:, :16], d[:, 16:40]
+    assert (hi[:, (100 - 80) // 2] > 11.0).all() and (rel[:, 12] < 4.0).all()
+    assert np.abs(np.delete(hi, (100 - 80) // 2, axis=1)).max() < 1.0  # the other fine bands move by the level only
+    # the lower bands are not in hires: a change there moves hires by the level change only
+    z = x.clone()
+    z[:, 10:20, :] += 6.0
+    dz = (stats.raw(z) - f).numpy()[:, 16:40]
+    np.testing.assert_allclose(dz, dz[:, :1].repeat(24, axis=1), atol=1e-3)
+    # exported with the embedding output: onnxruntime gives torch's scores and embeddings
+    xs = np.concatenate([x.numpy(), y.numpy()])
+    m = fit_knn(xs[:8], AnomalyConfig(), parts=("relmean", "hires", "low"))
+    m.learning_stats = m.stats
+    proto = to_onnx(m, kind="anomaly", n_mels=128, frames=16, embedding=True)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    score, emb = sess.run(["score", "embedding"], {"logmel": xs})
+    with torch.no_grad():
+        np.testing.assert_allclose(score, m(torch.from_numpy(xs)).numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(emb, m.embed(torch.from_numpy(xs)).numpy(), rtol=1e-4, atol=1e-4)
