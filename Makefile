@@ -60,11 +60,13 @@ bench: $(VENV)/.dev
 	$(PY) bench/explain.py
 
 # Full trainings and evaluations (synthetic at -6/0/+6 dB on unseen machines, the real sets), then the
-# generalisation benchmark (held-out machines, speeds, load and gain; baselines in the same run):
+# generalisation benchmarks (held-out machines, speeds, load and gain; anomaly detection, then fault
+# classification; baselines in the same run):
 # the figures of docs/data-science.md's results. Takes a while on 2 cores.
 bench-train: $(VENV)/.dev
 	$(PY) bench/train.py
 	$(PY) bench/shift.py
+	$(PY) bench/faults.py
 
 # The module's default model: an anomaly model trained on synthetic machine sounds (reproducible).
 # Pinned to the shipped model's method and features (gmm4:level): this round's candidate (gmm4:shape)

@@ -58,27 +58,35 @@ def predict_ours(model: Onnx, xs: list[np.ndarray]) -> list[str]:
     return [labels[int(np.argmax(model.run(x, "probs").mean(0)))] for x in xs]
 
 
-def predict_per_class(fit, train: dict[str, np.ndarray], xs: list[np.ndarray]) -> list[str]:
-    """One novelty model per class (``fit(windows) -> score``); each file to its lowest mean score."""
-    scorers = {c: fit(x) for c, x in train.items()}
+def predict_per_class(scorers: dict, xs: list[np.ndarray]) -> list[str]:
+    """One novelty scorer per class; each file to the class with its lowest mean score."""
     classes = sorted(scorers)
     means = np.array([[float(np.mean(scorers[c](x))) for c in classes] for x in xs])
     return [classes[i] for i in means.argmin(1)]
 
 
-def row(name: str, what: str, train_files: list[Path], train_labels: list[str], train_tree: Path,
-        tests: list[tuple[list[Path], list[str]]], normal_label: str) -> None:
-    """Fit ours and both baselines on the training files once; balanced accuracy on each test set (mean)."""
-    model = ours(train_tree, WORK / name / "classical.onnx", normal_label)
-    xw = windows(train_files)
-    per_class = {c: np.concatenate([x for x, lab in zip(xw, train_labels) if lab == c]) for c in sorted(set(train_labels))}
-    acc: dict[str, list[float]] = {"ours": [], "maha": [], "ae": []}
-    for files, labels in tests:
+class Fitted:
+    """Ours and both baselines, fitted once on a training tree; :meth:`accuracy` on any test set."""
+
+    def __init__(self, name: str, train_tree: Path, normal_label: str) -> None:
+        files, labels = tree_files(train_tree)
+        self.model = ours(train_tree, WORK / name / "classical.onnx", normal_label)
+        xw = windows(files)
+        per_class = {c: np.concatenate([x for x, lab in zip(xw, labels) if lab == c]) for c in sorted(set(labels))}
+        self.baselines = {"maha": {c: fit_maha_meanstd(x) for c, x in per_class.items()},
+                          "ae": {c: fit_ae_baseline(x) for c, x in per_class.items()}}
+
+    def accuracy(self, test_tree: Path) -> dict[str, float]:
+        files, labels = tree_files(test_tree)
         xs = windows(files)
-        acc["ours"].append(balanced_accuracy(labels, predict_ours(model, xs)))
-        acc["maha"].append(balanced_accuracy(labels, predict_per_class(fit_maha_meanstd, per_class, xs)))
-        acc["ae"].append(balanced_accuracy(labels, predict_per_class(fit_ae_baseline, per_class, xs)))
-    figures = {k: float(np.mean(v)) for k, v in acc.items()}
+        out = {"ours": balanced_accuracy(labels, predict_ours(self.model, xs))}
+        for name, scorers in self.baselines.items():
+            out[name] = balanced_accuracy(labels, predict_per_class(scorers, xs))
+        return out
+
+
+def add_row(name: str, what: str, folds: list[dict[str, float]]) -> None:
+    figures = {k: float(np.mean([f[k] for f in folds])) for k in ("ours", "maha", "ae")}
     ROWS.append((name, what, figures))
     print(f"== {name}: ours {figures['ours']:.3f}, maha {figures['maha']:.3f}, ae {figures['ae']:.3f}", flush=True)
 
@@ -88,7 +96,7 @@ def bench_bldc() -> None:
     if files is None:
         return
     motors = sorted(m for (c, m) in files if c == "Healthy")
-    tests, trains = [], []
+    folds = []
     for held in ("M1", "M2"):  # the motors with both healthy and propeller recordings
         tr_map = {f"Healthy/{m}": files[("Healthy", m)] for m in motors if m != held}
         tr_map.update({f"Propeller/{m}": files[("Propeller", m)] for m in ("M1", "M2") if m != held})
@@ -97,44 +105,28 @@ def bench_bldc() -> None:
         tree = link_tree(base / "train", tr_map)
         test = link_tree(base / "test", {f"Healthy/{held}": files[("Healthy", held)],
                                          f"Propeller/{held}": files[("Propeller", held)]})
-        trains.append(tree)
-        tests.append(test)
-    # one row, two folds: each fold fits its own models
-    figs: dict[str, list[float]] = {"ours": [], "maha": [], "ae": []}
-    for held, tree, test in zip(("M1", "M2"), trains, tests):
-        n = len(ROWS)
-        tf, tl = tree_files(tree)
-        row(f"bldc_fault_unseen_motor_{held}", "", tf, tl, tree, [tree_files(test)], "Healthy")
-        for k in figs:
-            figs[k].append(ROWS[n][2][k])
-        del ROWS[n]
-    ROWS.append(("bldc_fault_unseen_motor", "BLDC Healthy / Propeller / Bearing: hold out motor M1 or M2 (2 folds; "
-                 "Bearing is M4 only, so it trains and is never tested); test that motor's healthy and propeller "
-                 "recordings at all its speeds", {k: float(np.mean(v)) for k, v in figs.items()}))
-    f = ROWS[-1][2]
-    print(f"== bldc_fault_unseen_motor: ours {f['ours']:.3f}, maha {f['maha']:.3f}, ae {f['ae']:.3f}", flush=True)
+        folds.append(Fitted(f"bldc_fault_unseen_motor_{held}", tree, "Healthy").accuracy(test))
+    add_row("bldc_fault_unseen_motor", "BLDC Healthy / Propeller / Bearing: hold out motor M1 or M2 (2 folds; "
+            "Bearing is M4 only, so it trains and is never tested); test that motor's healthy and propeller "
+            "recordings at all its speeds", folds)
 
 
 def bench_synthetic() -> None:
     tr = synth(SYN / "train-labelled-48", "--seed", "2", "--first-machine-id", "100", "--machines", "48",
                "--clips-per-class", "2", "--snr-db", "-6", "--snr-db", "0", "--snr-db", "6")
-    tf, tl = tree_files(tr)
-    tests = {
-        "0dB": synth(SYN / "test-0dB", "--seed", "1", "--first-machine-id", "40", "--machines", "6",
-                     "--clips-per-class", "6", "--snr-db", "0"),
-        "-6dB": synth(SYN / "test--6dB", "--seed", "1", "--first-machine-id", "40", "--machines", "6",
-                      "--clips-per-class", "6", "--snr-db", "-6"),
-        "shift": synth(SYN / "test-shift", "--seed", "1", "--first-machine-id", "40", "--machines", "6",
-                       "--clips-per-class", "6", "--snr-db", "0", "--speed-jitter", "0.1", "--load-db-range", "-4",
-                       "4", "--gain-db-range", "-12", "12"),
-    }
-    what = {"0dB": "synthetic, 4 classes, 6 unseen machines at 0 dB (trained on 48 machines of another fleet, "
-                   "-6/0/+6 dB)",
-            "-6dB": "as above, the unseen machines at -6 dB",
-            "shift": "as above at 0 dB, each clip at its own speed (+-10 %), load (+-4 dB) and gain (+-12 dB)"}
-    for key, te in tests.items():
-        row(f"synthetic_fault_unseen_machines_{key}" if key != "shift" else "synthetic_fault_unseen_speed_load_gain",
-            what[key], tf, tl, tr, [tree_files(te)], "normal")
+    fitted = Fitted("synthetic_fault", tr, "normal")
+    tests = [
+        ("synthetic_fault_unseen_machines_0dB", "synthetic, 4 classes, 6 unseen machines at 0 dB (trained on 48 "
+         "machines of another fleet at -6/0/+6 dB)", ("test-0dB", "--snr-db", "0")),
+        ("synthetic_fault_unseen_machines_-6dB", "as above, the unseen machines at -6 dB", ("test--6dB", "--snr-db", "-6")),
+        ("synthetic_fault_unseen_speed_load_gain", "as above at 0 dB, each clip at its own speed (+-10 %), load "
+         "(+-4 dB) and gain (+-12 dB)", ("test-shift", "--snr-db", "0", "--speed-jitter", "0.1", "--load-db-range",
+                                         "-4", "4", "--gain-db-range", "-12", "12")),
+    ]
+    for name, what, (folder, *extra) in tests:
+        te = synth(SYN / folder, "--seed", "1", "--first-machine-id", "40", "--machines", "6", "--clips-per-class", "6",
+                   *extra)
+        add_row(name, what, [fitted.accuracy(te)])
 
 
 def report() -> None:

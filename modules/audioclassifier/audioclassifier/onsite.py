@@ -89,6 +89,18 @@ def fingerprint(card: ModelCard) -> str | None:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def fit_learned(embeddings: np.ndarray, card: ModelCard, *, alerts_per_day: float = ALERTS_PER_DAY,
+                hop_seconds: float = 1.0) -> NormalModel:
+    """The module's on-site fit: :func:`fit_normal` with the card's learning block (method, ``k``),
+    scores sustained over :data:`SUSTAIN_SECONDS` and the threshold set for ``alerts_per_day``."""
+    if card.learning is None:
+        raise OnsiteError("the model cannot learn: its card has no learning block")
+    block = card.learning
+    sustain = max(1, round(SUSTAIN_SECONDS / hop_seconds)) | 1  # odd
+    return fit_normal(embeddings, method=str(block.get("method", "mahalanobis")), k=int(block.get("k", 1)),
+                      alerts_per_day=alerts_per_day, hop_seconds=hop_seconds, sustain=sustain)
+
+
 class LearnedStore:
     """Learned models per machine under ``directory`` (None: kept in memory only)."""
 
@@ -183,12 +195,8 @@ class OnsiteLearning:
         self._sustained.reset()
 
     def _fit(self, embeddings: np.ndarray, hop_seconds: float) -> NormalModel:
-        """:func:`fit_normal` with the card's learning block and the module's rule (sustain, rate)."""
-        assert self._card is not None and self._card.learning is not None
-        block = self._card.learning
-        sustain = max(1, round(SUSTAIN_SECONDS / hop_seconds)) | 1  # odd
-        return fit_normal(embeddings, method=str(block.get("method", "mahalanobis")), k=int(block.get("k", 1)),
-                          alerts_per_day=self.alerts_per_day, hop_seconds=hop_seconds, sustain=sustain)
+        assert self._card is not None
+        return fit_learned(embeddings, self._card, alerts_per_day=self.alerts_per_day, hop_seconds=hop_seconds)
 
     @property
     def machine(self) -> str:
