@@ -87,16 +87,16 @@ def check_value(value: Any, schema: Any, named: dict[str, Any], *, where: str = 
             extra = set(value) - set(fields)
             assert not extra, f"{where}: fields the model does not have: {sorted(extra)}"
         for name, sub in fields.items():
-            check_value(value.get(name), sub, named, where=f"{where}.{name}")
+            check_value(value.get(name), sub, named, where=f"{where}.{name}", strict=strict)
     elif kind == "Map":
         assert isinstance(value, dict), f"{where}: {value!r} is not a map"
         for k, v in value.items():
-            check_value(k, schema["mapKey"]["schema"], named, where=f"{where} key")
-            check_value(v, schema["mapValue"]["schema"], named, where=f"{where}[{k}]")
+            check_value(k, schema["mapKey"]["schema"], named, where=f"{where} key", strict=strict)
+            check_value(v, schema["mapValue"]["schema"], named, where=f"{where}[{k}]", strict=strict)
     elif kind == "Array":
         assert isinstance(value, list), f"{where}: {value!r} is not an array"
         for i, v in enumerate(value):
-            check_value(v, schema["elementSchema"], named, where=f"{where}[{i}]")
+            check_value(v, schema["elementSchema"], named, where=f"{where}[{i}]", strict=strict)
     elif kind == "Enum":
         allowed = [e["enumValue"] for e in schema["enumValues"]]
         assert value in allowed, f"{where}: {value!r} is not one of {allowed}"

@@ -25,7 +25,8 @@ from audioclassifier.sources import FileSource
 from harness.module import run_module
 from harness.paths import REPO
 
-KEYS = {"state", "seconds", "total", "windows", "threshold", "method", "warning", "error", "accepted"}
+KEYS = {"state", "seconds", "total", "windows", "threshold", "method", "warning", "error", "accepted", "sustain",
+        "alerts_per_day"}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,7 @@ def test_learning_then_learned_persisted_and_reloaded(card, tmp_path: Path) -> N
     st = onsite.status()
     assert st["state"] == "learned" and st["windows"] == 40 and st["seconds"] == 40 and st["total"] == 40
     assert st["method"] == card.learning["method"] and st["threshold"] == onsite.threshold > 0
+    assert (st["sustain"], st["alerts_per_day"]) == (3, 1.0)  # the rule in force: 40 windows make folds of 8
     assert [s["state"] for s in states] == ["learning", "learned"] and all(set(s) == KEYS for s in states)
     # scores by the learned model now, sustained: a far sound must last more than half the median's windows
     n = onsite.model.sustain

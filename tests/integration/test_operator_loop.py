@@ -141,7 +141,7 @@ def test_health_and_explanations_reach_the_hub_as_the_plug_and_play_model_says(m
     for name in ("threshold", "health_window_seconds"):
         assert hub.reported[name]["ac"] == 200 and hub.reported[name]["av"] == 3
     for name in ("settings", "health", "learning", "calibration", "uploads"):
-        check_value(hub.reported.get(name), props[name]["schema"], named, where=name)
+        check_value(hub.reported.get(name), props[name]["schema"], named, where=name, strict=True)
 
 
 def test_without_the_hub_it_starts_from_the_desired_properties_it_kept(module, hub, broker, recording,

@@ -213,7 +213,8 @@ class OnsiteLearning:
         return self._fp
 
     def status(self) -> dict[str, Any]:
-        """``{"state", "seconds", "total", "windows", "threshold", "method", "warning", "error", "accepted"}``."""
+        """``{"state", "seconds", "total", "windows", "threshold", "method", "warning", "error", "accepted",
+        "sustain", "alerts_per_day"}``."""
         run = self._run
         if run is not None:
             return self._state("learning", seconds=run.audio, total=run.seconds, windows=len(run.embeddings))
@@ -402,7 +403,9 @@ class OnsiteLearning:
         return {"state": name, "seconds": round(seconds, 1), "total": total, "windows": windows,
                 "threshold": None if m is None else m.threshold, "method": None if m is None else m.method,
                 "warning": None if m is None else m.warning, "error": error,
-                "accepted": 0 if m is None else len(m.accepted)}
+                "accepted": 0 if m is None else len(m.accepted),
+                "sustain": None if m is None else m.sustain,
+                "alerts_per_day": None if m is None else m.meta.get("alerts_per_day")}
 
     def _learned_state(self, m: NormalModel) -> dict[str, Any]:
         return self._state("learned", seconds=float(m.meta.get("seconds", 0.0)),
