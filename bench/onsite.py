@@ -26,6 +26,8 @@ zero alerts only bounds the rate (one alert in the audio heard would be ``1 / ho
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import random
 import shutil
@@ -60,6 +62,12 @@ def run(source: Path, out: Path, *extra: str) -> tuple[list[dict], str]:
     return ([json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []), r.stderr
 
 
+def file_of(alerts: list[dict], durations: list[float]) -> list[int]:
+    """The index of the file (played in turn, ``durations`` seconds each) that holds each alert."""
+    ends = list(itertools.accumulate(durations))
+    return [min(bisect.bisect_right(ends, a["audio_offset_seconds"]), len(ends) - 1) for a in alerts]
+
+
 def learned(out: Path) -> dict:
     from audioclassifier.learning import NormalModel
 
@@ -75,12 +83,7 @@ def monitor(state: Path, files: list[Path], tmp: Path, name: str, *extra: str) -
     alerts, log = run(folder(files, tmp / f"src-{name}"), out, *extra)
     if (state / "learned").is_dir():
         assert "learned state for bench loaded" in log, log[-2000:]
-    edges, t = [], 0.0
-    for f in files:
-        t += sf.info(str(f)).duration
-        edges.append(t)
-    flagged = {next((i for i, e in enumerate(edges) if a["audio_offset_seconds"] < e), len(files) - 1)
-               for a in alerts}
+    flagged = set(file_of(alerts, [sf.info(str(f)).duration for f in files]))
     return len(alerts), len(flagged)
 
 
@@ -157,24 +160,14 @@ def day(tmp: Path, name: str, learn: list[Path], normal: list[Path], faulty: lis
             k, next_fault = k + 1, next_fault + 3600
         order.append(f)
         total += durations[f]
-    spans, t = [], 0.0
-    for f in order:
-        spans.append((t, t + durations[f], f in faulty))
-        t += durations[f]
     out = tmp / f"day-{name}-out"
     shutil.copytree(state / "learned", out / "learned")
     alerts, _ = run(folder(order, tmp / f"day-{name}-src"), out)
-    hit: set[int] = set()
-    false_alerts = 0
-    for a in alerts:
-        at = a["audio_offset_seconds"]
-        i = next((j for j, (s, e, _) in enumerate(spans) if s <= at < e), len(spans) - 1)
-        if spans[i][2]:
-            hit.add(i)
-        else:
-            false_alerts += 1
-    n_faulty = sum(1 for _, _, bad in spans if bad)
-    normal_hours = sum(e - s for s, e, bad in spans if not bad) / 3600
+    at = file_of(alerts, [durations[f] for f in order])
+    hit = {i for i in at if order[i] in faulty}
+    false_alerts = sum(1 for i in at if order[i] not in faulty)
+    n_faulty = sum(1 for f in order if f in faulty)
+    normal_hours = sum(durations[f] for f in order if f not in faulty) / 3600
     print(f"day_{name}_learned: {fit['windows']} windows, threshold {fit['threshold']:.4f}")
     print(f"day_{name}_normal_hours: {normal_hours:.2f} ({len(set(normal))} recordings in random order)")
     print(f"day_{name}_false_alerts_per_day: {false_alerts / normal_hours * 24:.2f} ({false_alerts} in {normal_hours:.1f} h)")

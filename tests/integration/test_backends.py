@@ -298,3 +298,19 @@ def test_module_runs_a_classical_model_as_trained(tmp_path: Path) -> None:
     offline = np.array(json.loads(res.stdout)["window_scores"])
     assert len(b) <= len(offline) <= len(b) + 1
     np.testing.assert_allclose(offline[: len(b)], b, rtol=0, atol=1e-4)
+
+
+def test_the_module_runs_openvino_when_its_model_cache_cannot_be_made(tmp_path: Path) -> None:
+    """Through the real module process: the state folder's ``model-cache`` is a file, so OpenVINO
+    compiles without a cache (a warning), and the replay is analysed as usual."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model-cache").write_text("in the way")
+    wav = tmp_path / "tone.wav"
+    import soundfile as sf
+
+    sf.write(wav, tone(6.0, freq=1000.0), 16000)
+    r = run_module("--source", str(wav), "--speed", "max", "--backend", "openvino", "--local-out", str(out), timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "model cache" in r.stderr and "not used" in r.stderr
+    assert "windows" in r.stderr and (out / "model-cache").read_text() == "in the way"

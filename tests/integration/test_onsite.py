@@ -223,3 +223,26 @@ def test_a_real_fan_learned_for_five_minutes_is_quiet_on_its_other_normal_sound_
     assert sum(a["audio_offset_seconds"] < normal_seconds for a in card_alerts) >= 5
     model = NormalModel.from_bytes((out / "learned" / "machine.npz").read_bytes())
     assert model.sustain == 9 and "at most 1 false alerts a day" in model.threshold_method and model.warning is None
+
+
+def test_the_false_alert_rate_is_checked_at_start_and_a_lower_one_sets_a_higher_threshold(tmp_path: Path) -> None:
+    """--learn-alerts-per-day through the real module: bad values (flag or variable) exit 2 naming the
+    option; a learning at 24 a day sets a lower threshold than at the default 1 a day, and says so."""
+    healthy = synth(tmp_path / "healthy.wav", 70)
+    for args, env in ((("--learn-alerts-per-day", "0"), {}), (("--learn-alerts-per-day", "-1"), {}),
+                      (("--learn-alerts-per-day", "nan"), {}), (("--learn-alerts-per-day", "2000"), {}),
+                      (("--learn-alerts-per-day", "many"), {}), ((), {"AUSCULT_LEARN_ALERTS_PER_DAY": "0"})):
+        r = run_module("--source", str(healthy), "--speed", "max", "--local-out", str(tmp_path / "bad"),
+                       "--learn-seconds", "60", *args, env=env, timeout=60)
+        assert r.returncode == 2 and ("--learn-alerts-per-day" in r.stderr or "AUSCULT_LEARN_ALERTS_PER_DAY" in r.stderr), \
+            (args, env, r.stderr[-500:])
+        assert not (tmp_path / "bad" / "learned").exists()
+    thresholds = {}
+    for rate in ("1", "24"):
+        out = tmp_path / f"rate-{rate}"
+        _, log = replay(healthy, out, "--learn-seconds", "60", "--learn-alerts-per-day", rate)
+        model = NormalModel.from_bytes((out / "learned" / "machine.npz").read_bytes())
+        assert model.meta["alerts_per_day"] == float(rate) and f"at most {rate} false alerts a day" in model.threshold_method
+        assert "on-site learning done" in log
+        thresholds[rate] = model.threshold
+    assert thresholds["24"] < thresholds["1"]

@@ -355,8 +355,11 @@ class NormalModel:
               and np.isfinite(refs).all() and np.isfinite(prec).all()
               and isinstance(header.get("threshold"), (int, float)) and math.isfinite(header["threshold"]))
         sustain = header.get("sustain", 1)  # absent: a model learnt before sustained scores
-        ok = ok and isinstance(sustain, int) and not isinstance(sustain, bool) and 1 <= sustain <= MAX_SUSTAIN \
-            and sustain % 2 == 1
+        try:
+            sustain = _check_sustain(sustain) if isinstance(sustain, int) else None
+        except LearningError:
+            sustain = None
+        ok = ok and sustain is not None
         if ok and method == "mahalanobis":
             ok = prec.shape == (refs.shape[1], refs.shape[1]) and len(refs) == 1
         accepted = _read_accepted(header.get("accepted") or [], arrays, refs.shape[1]) if ok else None
@@ -364,7 +367,7 @@ class NormalModel:
             raise LearningError("not a learnt normal model: inconsistent contents")
         return cls(method=str(method), refs=refs, precision=prec, k=int(k or 1), n_fitted=int(header.get("n_fitted", 0)),
                    threshold=float(header["threshold"]), threshold_method=str(header.get("threshold_method", "")),
-                   meta=dict(header.get("meta") or {}), accepted=accepted, sustain=int(sustain))
+                   meta=dict(header.get("meta") or {}), accepted=accepted, sustain=int(sustain or 1))
 
 
 def _read_accepted(listed: Any, arrays: dict[str, np.ndarray], dim: int) -> tuple[Accepted, ...] | None:
