@@ -11,11 +11,18 @@ import os
 import re
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from harness.paths import REPO
 
-__all__ = ["ModuleProcess", "assert_no_secret_leaked", "hub_module_env", "module_command", "run_module", "synth_recording"]
+__all__ = ["ModuleProcess", "assert_no_secret_leaked", "hub_module", "hub_module_env", "module_command", "run_module",
+           "synth_recording"]
+
+P = TypeVar("P", bound="ModuleProcess")
 
 
 def module_command(*args: str) -> list[str]:
@@ -99,3 +106,21 @@ def assert_no_secret_leaked(module: ModuleProcess, hub: object) -> None:
     reported, messages = hub.reported, hub.messages
     everything = module.text() + json.dumps(reported) + "".join(x.raw.decode() + x.topic for x in messages)
     assert find_secrets(everything) == [], "a secret leaked"
+
+
+@contextmanager
+def hub_module(cls: type[P], *, edge_env: dict[str, str], azurite: object, hub: object, tmp_path: Path,
+               prefix: str) -> Iterator[P]:
+    """A ``cls`` module process under the harness's IoT Edge (:func:`hub_module_env`) with a blob container of
+    its own in Azurite (named ``<prefix>-<random>``: Azurite lives for the session) and its logs in
+    ``tmp_path/logs``; killed afterwards, then checked for leaked secrets (:func:`assert_no_secret_leaked`)."""
+    env = hub_module_env(edge_env, blob_connection_string=azurite.connection_string,  # type: ignore[attr-defined]
+                         container=f"{prefix}-{uuid.uuid4().hex[:8]}")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    m = cls(env, logs)
+    try:
+        yield m
+    finally:
+        m.kill()
+    assert_no_secret_leaked(m, hub)

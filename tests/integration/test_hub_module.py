@@ -16,14 +16,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from audioclassifier.hub.redact import find_secrets
 from harness.models import tiny_model
-from harness.module import ModuleProcess, assert_no_secret_leaked, hub_module_env, synth_recording
+from harness.module import ModuleProcess, hub_module, synth_recording
 from harness.paths import REPO
 from harness.procs import wait_until
 from harness.proxy import StallableProxy
@@ -54,14 +53,9 @@ class Module(ModuleProcess):
 
 @pytest.fixture()
 def module(edge_env, azurite, tls, hub, tmp_path):
-    container = f"e2e-{uuid.uuid4().hex[:8]}"  # Azurite lives for the session: a container per test
-    env = hub_module_env(edge_env, blob_connection_string=azurite.connection_string, container=container)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    m = Module(env, logs)
-    yield m
-    m.kill()
-    assert_no_secret_leaked(m, hub)
+    with hub_module(Module, edge_env=edge_env, azurite=azurite, hub=hub, tmp_path=tmp_path, prefix="e2e") as m:
+        yield m
+    env = m.env
     everything = m.text() + json.dumps(hub.reported) + "".join(x.raw.decode() + x.topic for x in hub.messages)
     for secret in ("SharedAccessKey=", "AccountKey="):
         secrets = ";".join(env.get(k, "") for k in ("EdgeHubConnectionString", "AUSCULT_BLOB_CONNECTION_STRING",

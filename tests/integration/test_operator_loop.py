@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -21,7 +20,7 @@ import pytest
 from audioclassifier.hub.pnp import MODEL_ID
 from harness.dtdl import check_value, contents, interfaces
 from harness.models import tiny_model
-from harness.module import ModuleProcess, assert_no_secret_leaked, hub_module_env, synth_recording
+from harness.module import ModuleProcess, hub_module, synth_recording
 from ml.synth import machine_params
 
 TWIN_THRESHOLD = -15.3  # the tiny model: about -15.5 healthy, -15.1 with the bearing fault
@@ -52,14 +51,8 @@ class Module(ModuleProcess):
 
 @pytest.fixture()
 def module(edge_env, azurite, hub, tmp_path):
-    env = hub_module_env(edge_env, blob_connection_string=azurite.connection_string,
-                         container=f"loop-{uuid.uuid4().hex[:8]}")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    m = Module(env, logs)
-    yield m
-    m.kill()
-    assert_no_secret_leaked(m, hub)
+    with hub_module(Module, edge_env=edge_env, azurite=azurite, hub=hub, tmp_path=tmp_path, prefix="loop") as m:
+        yield m
 
 
 def status_while_scoring(hub, timeout: float = 60) -> dict:
