@@ -8,6 +8,9 @@
   against its float32 one (what librosa runs for float32 audio), the block-banded mel product
   against the dense one, decibels through ``log`` against ``log10``.
 
+* the floor: numpy's float64 rfft alone, on the batch's frames and on the stream step's, against
+  librosa (``fft_floor_*_ratio``): no front end built on numpy's FFT can beat these ratios.
+
 Prints ``name: value`` lines and ends with ``logmel_batch_ratio`` (goal <= 0.25) and
 ``logmel_stream_ratio`` (goal <= 0.03). Both sides run single-threaded (BLAS and FFT).
 Usage: ``python bench/features.py [--repeats N] [--clip FILE]``.
@@ -108,14 +111,18 @@ def main() -> None:
         stream._tail = state  # replay the same second from the same state each repeat
         stream.push(new)
 
-    t_lib, t_ours, t_stream = median_seconds(
-        lambda: librosa_logmel(y, p), lambda: logmel(y, params=p), stream_step, repeats=args.repeats
-    )
-
-    # the tricks, each against the plain way on the same 10 s of frames
+    # the FFT alone, as the front end runs it, on the batch's frames and on the stream step's
     count = p.frames_for(len(y))
     frames32 = np.lib.stride_tricks.sliding_window_view(y, p.n_fft)[:: p.hop_length][:count] * _window(p.n_fft)
     frames64 = frames32.astype(np.float64)
+    step_frames = np.ascontiguousarray(frames64[-p.frames_for(len(state) + len(new)):])
+
+    t_lib, t_ours, t_stream, t_fft_batch, t_fft_step = median_seconds(
+        lambda: librosa_logmel(y, p), lambda: logmel(y, params=p), stream_step,
+        lambda: np.fft.rfft(frames64, axis=1), lambda: np.fft.rfft(step_frames, axis=1), repeats=args.repeats
+    )
+
+    # the tricks, each against the plain way on the same 10 s of frames
     engine = _engine(p)
     power = np.abs(np.fft.rfft(frames64, axis=1)).astype(np.float32) ** 2
     fb = mel_filterbank(sample_rate=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax_hz)
@@ -138,6 +145,10 @@ def main() -> None:
     print(f"librosa_10s_ms: {t_lib * 1e3:.2f}")
     print(f"logmel_batch_10s_ms: {t_ours * 1e3:.2f}")
     print(f"logmel_stream_1s_ms: {t_stream * 1e3:.3f}")
+    print(f"fft_floor_batch_ms: {t_fft_batch * 1e3:.3f} ({count} frames)")
+    print(f"fft_floor_stream_ms: {t_fft_step * 1e3:.3f} ({step_frames.shape[0]} frames)")
+    print(f"fft_floor_batch_ratio: {t_fft_batch / t_lib:.3f}")
+    print(f"fft_floor_stream_ratio: {t_fft_step / t_lib:.4f}")
     print(f"logmel_batch_ratio: {t_ours / t_lib:.3f}")
     print(f"logmel_stream_ratio: {t_stream / t_lib:.4f}")
 

@@ -187,3 +187,21 @@ def test_blocks_before_a_bad_one_are_given_although_the_file_is_read_ahead(tmp_p
     sf.write(good, y[: 5 * sr], sr, subtype="FLOAT")
     n = 4 * 16000  # the resampler's last block differs at the cut: compare the first four seconds
     np.testing.assert_allclose(np.concatenate(got)[:n], load_audio(good, sample_rate=16000)[:n], atol=2e-3)
+
+
+@pytest.mark.parametrize("fmt,channels", [("WAV", 1), ("WAV", 2), ("FLAC", 1), ("WAVEX", 8)])
+def test_16_bit_pcm_reads_bit_for_bit_as_libsndfile_converts_it(tmp_path: Path, fmt: str, channels: int) -> None:
+    """16-bit files take the integer read (scaled in numpy): every code, the extremes included,
+    gives exactly the float libsndfile gives, through load_audio and iter_blocks alike."""
+    codes = np.arange(-32768, 32768, dtype=np.int16)
+    x = np.stack([np.roll(codes, 7 * c) for c in range(channels)], axis=1)
+    path = tmp_path / f"all-codes.{'flac' if fmt == 'FLAC' else 'wav'}"
+    sf.write(path, x, 16000, subtype="PCM_16", format=fmt)
+    reference, _ = sf.read(path, dtype="float32", always_2d=True)
+    for c in range(channels):
+        got = load_audio(path, sample_rate=None, channel=c)
+        assert got.dtype == np.float32 and np.array_equal(got, reference[:, c])
+        blocks = np.concatenate(list(iter_blocks(path, block_frames=5000, sample_rate=None, channel=c)))
+        assert np.array_equal(blocks, reference[:, c])
+    mixed = load_audio(path, sample_rate=None)
+    assert np.array_equal(mixed, reference.mean(axis=1, dtype=np.float32) if channels > 1 else reference[:, 0])

@@ -169,6 +169,19 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
 
 #: Frames :func:`iter_blocks` reads from the file per call (at most; whole blocks).
 READ_AHEAD_FRAMES = 65536
+_PCM16_SCALE = np.float32(1.0 / 32768.0)
+
+
+def _read_float32(f: sf.SoundFile, frames: int = -1) -> np.ndarray:
+    """Up to ``frames`` frames (-1: the rest) as ``(frames, channels)`` float32, the values
+    libsndfile's float read gives. 16-bit PCM, most recordings, is read as integers and scaled
+    here: ``x / 32768`` is exact in float32, so the samples are the same bit for bit, for a third
+    of the CPU (libsndfile converts sample by sample; a replayed hour costs 0.16 s against 0.05 s)."""
+    if f.subtype == "PCM_16":
+        x = f.read(frames, dtype="int16", always_2d=True).astype(np.float32)
+        x *= _PCM16_SCALE
+        return x
+    return f.read(frames, dtype="float32", always_2d=True)
 
 
 def _check_samples(path: str | os.PathLike[str], x: np.ndarray) -> None:
@@ -199,7 +212,7 @@ def load_audio(
             raise AudioFileError(path, f"{f.frames / sr:.0f} s of audio, more than {max_seconds:g} s to load at once "
                                        "(stream it in blocks)")
         try:
-            x = f.read(dtype="float32", always_2d=True)
+            x = _read_float32(f)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioFileError(path, f"read failed ({_clean(exc)})") from exc
     if x.shape[0] == 0:
@@ -241,7 +254,7 @@ def iter_blocks(
         )
         while True:
             try:
-                x = f.read(read_frames, dtype="float32", always_2d=True)
+                x = _read_float32(f, read_frames)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioFileError(path, f"read failed ({_clean(exc)})") from exc
             end = x.shape[0] < read_frames
