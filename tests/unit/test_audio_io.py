@@ -198,7 +198,7 @@ def test_16_bit_pcm_reads_bit_for_bit_as_libsndfile_converts_it(tmp_path: Path, 
     path = tmp_path / f"all-codes.{'flac' if fmt == 'FLAC' else 'wav'}"
     sf.write(path, x, 16000, subtype="PCM_16", format=fmt)
     reference, _ = sf.read(path, dtype="float32", always_2d=True)
-    for c in range(channels):
+    for c in [*range(channels), -1]:
         got = load_audio(path, sample_rate=None, channel=c)
         assert got.dtype == np.float32 and np.array_equal(got, reference[:, c])
         blocks = np.concatenate(list(iter_blocks(path, block_frames=5000, sample_rate=None, channel=c)))

@@ -148,8 +148,8 @@ def audio_info(path: str | os.PathLike[str], *, sensor: bool = False, data: byte
 
 def to_mono(x: np.ndarray, *, channel: int | None = None) -> np.ndarray:
     """``(frames, channels)`` → 1-D: pick ``channel`` (0-based) or, if None, average all channels."""
-    if x.ndim == 1:
-        if channel not in (None, 0):
+    if x.ndim == 1:  # one channel: 0 or -1 names it
+        if channel not in (None, 0, -1):
             raise ValueError(f"channel {channel} requested from mono audio")
         return x
     n = x.shape[1]
@@ -173,15 +173,17 @@ _PCM16_SCALE = np.float32(1.0 / 32768.0)
 
 
 def _read_float32(f: sf.SoundFile, frames: int = -1) -> np.ndarray:
-    """Up to ``frames`` frames (-1: the rest) as ``(frames, channels)`` float32, the values
-    libsndfile's float read gives. 16-bit PCM, most recordings, is read as integers and scaled
-    here: ``x / 32768`` is exact in float32, so the samples are the same bit for bit, for a third
-    of the CPU (libsndfile converts sample by sample; a replayed hour costs 0.16 s against 0.05 s)."""
+    """Up to ``frames`` frames (-1: the rest) as float32, the values libsndfile's float read gives:
+    1-D for a mono file (no copy to take its one channel), ``(frames, channels)`` otherwise.
+
+    16-bit PCM, most recordings, is read as integers and scaled here: ``x / 32768`` is exact in
+    float32, so the samples are the same bit for bit, for a third of the CPU (libsndfile converts
+    sample by sample; a replayed hour costs 0.16 s against 0.05 s)."""
     if f.subtype == "PCM_16":
-        x = f.read(frames, dtype="int16", always_2d=True).astype(np.float32)
+        x = f.read(frames, dtype="int16").astype(np.float32)
         x *= _PCM16_SCALE
         return x
-    return f.read(frames, dtype="float32", always_2d=True)
+    return f.read(frames, dtype="float32")
 
 
 def _check_samples(path: str | os.PathLike[str], x: np.ndarray) -> None:
