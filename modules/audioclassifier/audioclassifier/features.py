@@ -15,8 +15,8 @@ Speed, each trick measured against librosa by ``bench/features.py``:
 * the mel product is block-banded, not dense: a triangular filter is zero outside a short run of
   rfft bins, so each block of 16 neighbouring bands multiplies only the bins it covers (~8x fewer
   multiply-adds than ``fb @ power`` at 128 mels, and no sparse-matrix library);
-* decibels come from the natural logarithm (SIMD-vectorised in numpy, ``log10`` is not) times
-  ``10 / ln 10``;
+* decibels are ``10 log10`` in place, bit for bit librosa's (the natural logarithm times
+  ``10 / ln 10``, once faster here, measured 15 % slower on numpy 2.4 and differed by 6e-6 dB);
 * work buffers are kept between calls, per thread.
 """
 
@@ -44,7 +44,6 @@ __all__ = [
 
 #: Power floor before the logarithm (librosa's ``amin``): silence maps to -100 dB.
 AMIN = 1e-10
-_DB_PER_NEPER = np.float32(10.0 / math.log(10.0))
 
 
 @dataclass(frozen=True)
@@ -206,8 +205,8 @@ def _window(n_fft: int) -> np.ndarray:
 def power_to_db(s: np.ndarray, *, top_db: float | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """``10 log10(max(s, AMIN))`` with ref 1.0, optionally clipped to ``max - top_db``."""
     out = np.maximum(s, np.float32(AMIN), out=out)
-    np.log(out, out=out)  # vectorised, where log10 is not; the scale below makes it 10 log10
-    out *= _DB_PER_NEPER
+    np.log10(out, out=out)
+    out *= np.float32(10.0)
     if top_db is not None and out.size:
         np.maximum(out, out.max() - np.float32(top_db), out=out)
     return out
