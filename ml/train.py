@@ -232,9 +232,18 @@ def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
                            "accuracy": round(float((dec == y_va).mean()), 4)}
     else:
         info["metrics"] = {"auc": None, "pauc": None, "accuracy": round(float((s_vn <= g.threshold).mean()), 4)}
+    x_fit = x_tr
+    if o.anomaly.refit_all and len(x_vn):
+        # the choice, threshold and metrics above scored groups the candidate never heard; the
+        # shipped model hears them all (the AE then stops on its training loss)
+        x_fit = np.concatenate([x_tr, x_vn])
+        say(f"refitting {best} on every normal window ({len(x_fit)}: training and validation groups)")
+        model = fit_method(best, x_fit, o.anomaly, seed=o.seed, epochs=o.epochs, progress=say)
+        info["refit"] = (f"{best} fitted again on the {len(x_fit)} normal windows of the training and validation "
+                         "groups; selection, threshold and metrics from its fit on the training groups alone")
     if o.embedding:
         feats = o.anomaly.learning_features
-        learn = fit_stats(x_tr, o.anomaly, o.anomaly.feature_sets[feats])
+        learn = fit_stats(x_fit, o.anomaly, o.anomaly.feature_sets[feats])
         model.learning_stats = learn  # exported as the `embedding` output (ml.export.to_onnx)
         info["learning"] = {
             "supported": True, "embedding": "embedding", "dim": int(learn.dim), "method": o.learning_method,
@@ -444,6 +453,8 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
     }
     if o.kind == "anomaly":
         trained["candidates"] = {k: dict(v) for k, v in info["candidates"].items()}
+        if info.get("refit"):
+            trained["refit"] = info["refit"]
     elif "history" in info:
         trained["epochs"] = len(info["history"])
         trained["history"] = [{k: round(float(v), 4) for k, v in rec.items()} for rec in info["history"]]
