@@ -58,14 +58,12 @@ def test_gmm_learns_normal_and_flags_faults(tiny: tuple[Path, Path], tmp_path: P
 def test_threshold_is_the_gamma_percentile_of_normal_validation_scores(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     tr, _ = tiny
     res = train(_opts(tr, tmp_path / "m.onnx", method="mahalanobis", percentile=80.0), say=lambda s: None)
-    from ml.anomaly import score_windows
+    from ml.anomaly import AnomalyConfig, fit_method, score_windows
     from ml.dataset import scan_tree
     from ml.windows import load_windows
 
     # recompute the validation normal scores of the split the run made (the method fitted on the
     # training groups alone: the shipped model is refitted on every normal window) and fit the gamma again
-    from ml.anomaly import AnomalyConfig, fit_method
-
     ws = load_windows(scan_tree(tr), params=PARAMS, window_seconds=WINDOW, progress=False)
     val_groups = set(eval(res.card.trained["split"].split("validation groups ")[1]))
     normal = ws.labels == "normal"
