@@ -49,14 +49,21 @@ class AnomalyConfig:
     #: ``level`` is the former default (the shipped model's: ``make model`` pins ``gmm4:level``)
     feature_sets: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
         "shape": ("relmean", "low"), "spread": ("relmean", "iqr", "low"), "level": ("relmean", "level", "low"),
-        "fine": ("relmean", "hires", "low"), "finespread": ("relmean", "hires", "iqr", "low")})
+        "fine": ("relmean", "hires", "low"), "finespread": ("relmean", "hires", "iqr", "low"),
+        "finelow": ("relmean", "hires", "lowres", "low"), "finelowspread": ("relmean", "hires", "lowres", "iqr", "low")})
     #: the feature sets ``--method auto`` tries when the normal training windows come from at least
     #: :attr:`fine_min_groups` machines/recordings. ``fine``/``finespread`` are ``shape``/``spread``
     #: plus the upper bands at a finer pooling (``hires``); on the development fleet (synthetic
     #: machines 200-205, -6 dB, fitted on 48 others) each beat its coarse twin for every method
     #: (file AUC gmm4 0.889 / 0.854, knn 0.907 / 0.859; with iqr: gmm4 0.909 / 0.853, knn 0.894 /
-    #: 0.811)
-    auto_feature_sets: tuple[str, ...] = ("fine", "finespread")
+    #: 0.811). ``finelow``/``finelowspread`` add the lowest 16 mel bands unpooled (``lowres``):
+    #: on the same fleet every method gained over its ``fine``/``finespread`` twin (knn 0.946 /
+    #: 0.907, gmm4 0.927 / 0.893; with iqr 0.911 / 0.890, 0.939 / 0.904), imbalance most (knn
+    #: 0.978 / 0.897). ``auto`` tries ``finelow`` alone: the key ranks every iqr set first (its
+    #: generated impulses and modulation move the iqr strongly; at -6 dB real faults barely do),
+    #: and its pick among them (``knn:finelowspread``, 0.911 at -6 dB, 0.928 under speed/load/gain
+    #: shift) is below ``knn:finelow``'s (0.946 / 0.940), the pick without them
+    auto_feature_sets: tuple[str, ...] = ("finelow",)
     #: the feature sets ``auto`` tries with fewer training groups: 24 more dimensions of one or two
     #: machines' fine upper-band detail say little about the next machine's (BLDC, a held-out motor
     #: after training on one or two: file AUC 0.904 with the fine sets, 0.909 with these). ``level``

@@ -273,9 +273,9 @@ def test_auto_tries_the_fine_feature_sets_only_with_enough_training_groups() -> 
 
     cfg = AnomalyConfig()
     many, few = auto_candidates(cfg, cfg.fine_min_groups), auto_candidates(cfg, cfg.fine_min_groups - 1)
-    assert {n.partition(":")[2] for n in many} == {"fine", "finespread", ""}
+    assert {n.partition(":")[2] for n in many} == {"finelow", ""}
     assert {n.partition(":")[2] for n in few} == {"shape", "spread", ""}
-    assert {"gmm4:fine", "knn:finespread", "ae"} <= set(many) and {"gmm4:shape", "knn:spread", "ae"} <= set(few)
+    assert {"gmm4:finelow", "knn:finelow", "ae"} <= set(many) and {"gmm4:shape", "knn:spread", "ae"} <= set(few)
     assert auto_candidates(cfg) == many  # unknown count: the fine sets
 
 
@@ -318,3 +318,44 @@ def test_hires_statistics_resolve_a_narrow_upper_band_resonance() -> None:
     with torch.no_grad():
         np.testing.assert_allclose(score, m(torch.from_numpy(xs)).numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(emb, m.embed(torch.from_numpy(xs)).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_lowres_statistics_keep_each_low_band_apart() -> None:
+    """``lowres`` keeps each of the lowest 16 of 128 mel bands on its own, where the 8-band pool
+    and the cumulative ``low`` shares put neighbouring tones together; it ignores gain and the
+    upper bands; the exported ONNX graph computes the same as torch."""
+    import onnxruntime as ort
+
+    from ml.anomaly import AnomalyConfig, fit_gmm
+    from ml.export import to_onnx
+    from ml.models.anomaly import LogMelStats, lowres_bands
+
+    assert lowres_bands(128) == 16 and lowres_bands(64) == 8 and lowres_bands(4) == 1
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy((rng.normal(-50, 2, (6, 128, 16)) + np.linspace(0, -20, 128)[None, :, None]).astype(np.float32))
+    parts = ("relmean", "hires", "lowres", "low")
+    stats = LogMelStats(128, band_pool=8, parts=parts)
+    f = stats.raw(x)
+    assert stats.dim == f.shape[1] == 16 + 24 + 16 + len(stats.low_bands)
+    np.testing.assert_allclose(stats.raw(x + 12.0), f, atol=1e-3)  # gain-invariant
+    # the same +12 dB tone in band 3 or band 5: the same pooled band (0-7) and cumulative share of
+    # the lowest 8, but different lowres values
+    lo = slice(40, 56)
+    a, b = x.clone(), x.clone()
+    a[:, 3, :] += 12.0
+    b[:, 5, :] += 12.0
+    fa, fb = stats.raw(a), stats.raw(b)
+    assert (fa[:, lo][:, 3] - f[:, lo][:, 3] > 10.0).all() and (fb[:, lo][:, 5] - f[:, lo][:, 5] > 10.0).all()
+    assert (fa[:, lo][:, 5] - fb[:, lo][:, 5] < -10.0).all()
+    # the upper bands are not in lowres: a change there moves lowres by the level change only
+    z = x.clone()
+    z[:, 100:110, :] += 6.0
+    dz = (stats.raw(z) - f).numpy()[:, lo]
+    np.testing.assert_allclose(dz, dz[:, :1].repeat(16, axis=1), atol=1e-3)
+    xs = np.concatenate([x.numpy(), a.numpy(), b.numpy()])
+    m = fit_gmm(xs, AnomalyConfig(), components=2, parts=parts)
+    proto = to_onnx(m, kind="anomaly", n_mels=128, frames=16)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    (score,) = sess.run(["score"], {"logmel": xs})
+    with torch.no_grad():
+        np.testing.assert_allclose(score, m(torch.from_numpy(xs)).numpy(), rtol=1e-4, atol=1e-4)
