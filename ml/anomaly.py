@@ -6,9 +6,10 @@ training windows' statistics), ``ae`` (the DCASE 2020 Task 2 baseline autoencode
 name is ``<method>[:<features>]`` with a feature set of :attr:`AnomalyConfig.feature_sets`
 (``shape``: the spectrum's shape and the low-band share; ``spread``: plus each band's
 interquartile range over time; ``fine`` and ``finespread``: the same plus the upper bands at a finer
-pooling, what ``auto`` tries). ``auto`` fits several and keeps the one that detects best under
-shift (:func:`selection_report`, used by :func:`ml.train.train`), never the one whose normal
-windows merely score lowest.
+pooling; ``finelow`` and ``finelowspread``: plus the lowest bands unpooled, what ``auto`` tries with
+many machines). ``auto`` fits several and keeps the one that detects best under shift
+(:func:`selection_report`, used by :func:`ml.train.train`), never the one whose normal windows
+merely score lowest, then fits it again on every normal window (:attr:`AnomalyConfig.refit_all`).
 """
 
 from __future__ import annotations
