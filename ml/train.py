@@ -163,7 +163,8 @@ def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
     The choice (:func:`ml.anomaly.selection_report`) scores held-out groups' normal windows, the
     same windows at another speed and gain, generated anomalies, and the real abnormal windows if
     the tree has any: never the normal scores alone. The threshold rests on the held-out normal
-    windows: fewer than MIN_WINDOWS are refused, fewer than WARN_WINDOWS give a warning.
+    windows: fewer than MIN_WINDOWS are refused, fewer than WARN_WINDOWS give a warning. Then the
+    chosen candidate is fitted again on every normal window (``AnomalyConfig.refit_all``).
     """
     labels, fi = ws.labels, ws.file_index
     in_tr, in_va = np.isin(fi, tr), np.isin(fi, va)
@@ -232,14 +233,24 @@ def _anomaly(ws: WindowSet, tr: np.ndarray, va: np.ndarray, o: TrainOptions,
                            "accuracy": round(float((dec == y_va).mean()), 4)}
     else:
         info["metrics"] = {"auc": None, "pauc": None, "accuracy": round(float((s_vn <= g.threshold).mean()), 4)}
+    if o.anomaly.refit_all and len(x_vn):
+        # the choice, threshold and metrics above scored groups the candidate never heard; the
+        # shipped model hears them all (the AE then stops on its training loss)
+        x_fit = np.concatenate([x_tr, x_vn])
+        say(f"refitting {best} on every normal window ({len(x_fit)}: training and validation groups)")
+        model = fit_method(best, x_fit, o.anomaly, seed=o.seed, epochs=o.epochs, progress=say)
+        info["refit"] = (f"{best} fitted again on the {len(x_fit)} normal windows of the training and validation "
+                         "groups; selection, threshold and metrics from its fit on the training groups alone")
     if o.embedding:
         feats = o.anomaly.learning_features
+        # standardised on the training groups' windows, as the card says (a fixed affine map: the
+        # on-site learner fits the machine's own windows on it)
         learn = fit_stats(x_tr, o.anomaly, o.anomaly.feature_sets[feats])
         model.learning_stats = learn  # exported as the `embedding` output (ml.export.to_onnx)
         info["learning"] = {
             "supported": True, "embedding": "embedding", "dim": int(learn.dim), "method": o.learning_method,
             "k": o.anomaly.knn_k, "features": f"{feats}: {'+'.join(learn.parts)}, {learn.band_pool} mel bands pooled, "
-                                             "standardised on the training windows",
+                                             "standardised on the training groups' windows",
             "percentile": o.percentile, "min_windows": MIN_WINDOWS, "warn_windows": WARN_WINDOWS,
             "format": LEARNING_FORMAT, "learner": "audioclassifier.learning.fit_normal"}
     return model, info
@@ -444,6 +455,8 @@ def train(o: TrainOptions, *, say: Callable[[str], None] = print) -> TrainResult
     }
     if o.kind == "anomaly":
         trained["candidates"] = {k: dict(v) for k, v in info["candidates"].items()}
+        if info.get("refit"):
+            trained["refit"] = info["refit"]
     elif "history" in info:
         trained["epochs"] = len(info["history"])
         trained["history"] = [{k: round(float(v), 4) for k, v in rec.items()} for rec in info["history"]]

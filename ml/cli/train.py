@@ -30,9 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--hop-seconds", type=float, default=None, help="hop between training windows (default: half a window)")
     p.add_argument("--method", default="auto",
                    help="anomaly method: auto, gmm, gmm<K>, mahalanobis, knn or ae, optionally :shape, :spread, :fine, "
-                   ":finespread or :level (the feature set, e.g. gmm4:fine); auto fits them on the fine sets (on "
-                   "shape and spread with fewer than 8 training machines) and keeps the one that detects best on "
-                   "held-out machines, shifted speed/gain and generated anomalies (default)")
+                   ":finespread, :finelow, :finelowspread or :level (the feature set, e.g. gmm4:fine); auto fits them "
+                   "on finelow (on shape and spread with fewer than 8 training machines), keeps the one that detects "
+                   "best on held-out machines, shifted speed/gain and generated anomalies, and fits it again on every "
+                   "normal file (default)")
     p.add_argument("--no-embedding", action="store_true",
                    help="anomaly: leave out the embedding output and the card's learning block (on-site learning)")
     p.add_argument("--percentile", type=float, default=99.5,

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 __all__ = ["DenseAutoencoder", "GMMScorer", "KNNScorer", "LogMelStats", "MahalanobisScorer", "ScoreAndEmbedding",
-           "hires_bands", "low_band_counts"]
+           "hires_bands", "low_band_counts", "lowres_bands"]
 
 
 def _buf(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -56,6 +56,14 @@ def hires_bands(n_mels: int) -> tuple[int, int]:
     return start, pool
 
 
+def lowres_bands(n_mels: int) -> int:
+    """Mel bands of the ``lowres`` statistics, each kept on its own: the lowest 1/8 (16 of 128: below
+    about 400 Hz at 16 kHz, where mel bands are 23 Hz apart). Shaft rates (15-50 Hz) and their
+    first harmonics, blade-pass fundamentals and mains hum lie there as separate tones, which the
+    8-band pool (about 190 Hz wide) and the cumulative ``low`` shares average together."""
+    return max(1, n_mels // 8)
+
+
 def low_band_counts(n_mels: int) -> tuple[int, ...]:
     """Mel bands summed by the ``low`` statistics: the lowest 2, 4 and 8 of 128 (at 16 kHz about
     50, 100 and 190 Hz: where shaft-rate tones of 15-50 Hz machines and their first harmonics lie)."""
@@ -79,10 +87,13 @@ class LogMelStats(nn.Module):
       the spread of ``std`` without its sensitivity to a rare loud event (a distant clank), and, like
       ``relmean``, unchanged by a microphone's gain;
     * ``hires``: ``relmean`` of the upper bands (:func:`hires_bands`) at a finer pooling than
-      ``band_pool``: the narrow resonances and hiss of faults above about 2.6 kHz (gain-invariant).
+      ``band_pool``: the narrow resonances and hiss of faults above about 2.6 kHz (gain-invariant);
+    * ``lowres``: the time-mean of each of the lowest mel bands (:func:`lowres_bands`), unpooled,
+      minus the window's level: the shaft-rate tones and harmonics of an imbalance, each in its own
+      band (gain-invariant).
     """
 
-    PARTS = ("mean", "relmean", "level", "low", "std", "delta", "iqr", "hires")
+    PARTS = ("mean", "relmean", "level", "low", "std", "delta", "iqr", "hires", "lowres")
 
     def __init__(self, n_mels: int, *, band_pool: int = 1, parts: tuple[str, ...] = ("mean", "std", "delta")) -> None:
         super().__init__()
@@ -96,9 +107,11 @@ class LogMelStats(nn.Module):
         self.parts = tuple(parts)
         self.low_bands = low_band_counts(n_mels)
         self.hires_start, self.hires_pool = hires_bands(n_mels)
+        self.lowres = lowres_bands(n_mels)
         bands = n_mels // band_pool
         sizes = {"mean": bands, "relmean": bands, "std": bands, "delta": bands, "iqr": bands, "level": 1,
-                 "low": len(self.low_bands), "hires": (n_mels - self.hires_start) // self.hires_pool}
+                 "low": len(self.low_bands), "hires": (n_mels - self.hires_start) // self.hires_pool,
+                 "lowres": self.lowres}
         self.dim = sum(sizes[p] for p in self.parts)
         self.register_buffer("center", torch.zeros(self.dim))
         self.register_buffer("scale", torch.ones(self.dim))
@@ -123,6 +136,8 @@ class LogMelStats(nn.Module):
             elif part == "hires":
                 hi = band_mean[:, self.hires_start :]
                 out.append(hi.reshape(hi.shape[0], -1, self.hires_pool).mean(dim=2) - level)
+            elif part == "lowres":
+                out.append(band_mean[:, : self.lowres] - level)
             elif part == "low":
                 top = band_mean.amax(dim=1, keepdim=True)
                 lin = torch.exp((band_mean - top) * _DB)

@@ -58,20 +58,48 @@ def test_gmm_learns_normal_and_flags_faults(tiny: tuple[Path, Path], tmp_path: P
 def test_threshold_is_the_gamma_percentile_of_normal_validation_scores(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     tr, _ = tiny
     res = train(_opts(tr, tmp_path / "m.onnx", method="mahalanobis", percentile=80.0), say=lambda s: None)
-    from ml.anomaly import score_windows
+    from ml.anomaly import AnomalyConfig, fit_method, score_windows
     from ml.dataset import scan_tree
     from ml.windows import load_windows
 
-    # recompute the validation normal scores of the split the run made and fit the gamma again
+    # recompute the validation normal scores of the split the run made (the method fitted on the
+    # training groups alone: the shipped model is refitted on every normal window) and fit the gamma again
     ws = load_windows(scan_tree(tr), params=PARAMS, window_seconds=WINDOW, progress=False)
     val_groups = set(eval(res.card.trained["split"].split("validation groups ")[1]))
-    sel = np.isin(ws.groups, list(val_groups)) & (ws.labels == "normal")
-    s = score_windows(res.model, ws.x[sel])
+    normal = ws.labels == "normal"
+    sel = np.isin(ws.groups, list(val_groups)) & normal
+    held_out_fit = fit_method("mahalanobis", ws.x[~np.isin(ws.groups, list(val_groups)) & normal], AnomalyConfig())
+    s = score_windows(held_out_fit, ws.x[sel])
     expect = gamma_threshold(s, percentile=80.0)
     assert res.card.threshold == pytest.approx(expect.threshold, rel=1e-4)
     assert "p80" in res.card.threshold_method
     # and that is the 80th percentile of the fitted gamma
     assert scipy.stats.gamma.cdf(expect.threshold - expect.shift, expect.shape, scale=expect.scale) == pytest.approx(0.8)
+
+
+def test_the_shipped_model_is_refitted_on_every_normal_window(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    from ml.anomaly import AnomalyConfig, fit_method, score_windows
+    from ml.dataset import scan_tree
+    from ml.windows import load_windows
+
+    tr, _ = tiny
+    res = train(_opts(tr, tmp_path / "m.onnx", method="knn"), say=lambda s: None)
+    ws = load_windows(scan_tree(tr), params=PARAMS, window_seconds=WINDOW, progress=False)
+    normal = ws.labels == "normal"
+    val_groups = list(eval(res.card.trained["split"].split("validation groups ")[1]))
+    x_val = ws.x[normal & np.isin(ws.groups, val_groups)]
+    # the shipped model heard the validation machines: their windows are its own references
+    assert np.allclose(score_windows(res.model, x_val), 0.0, atol=1e-4)
+    assert "refit" in res.card.trained
+    every = fit_method("knn", ws.x[normal], AnomalyConfig())
+    assert np.allclose(score_windows(res.model, ws.x), score_windows(every, ws.x), rtol=1e-4, atol=1e-5)
+    # without the refit, the model is the one fitted on the training groups alone
+    o = _opts(tr, tmp_path / "n.onnx", method="knn")
+    o.anomaly.refit_all = False
+    kept = train(o, say=lambda s: None)
+    assert "refit" not in kept.card.trained
+    assert score_windows(kept.model, x_val).min() > 0.0
+    assert kept.card.threshold == pytest.approx(res.card.threshold, rel=1e-6)  # the threshold: held-out scores
 
 
 def test_gamma_threshold_recovers_a_known_percentile() -> None:
@@ -131,7 +159,7 @@ def test_auto_chooses_among_methods_by_detection_under_shift(tiny: tuple[Path, P
     cands = res.card.trained["candidates"]
     # three training machines: the coarse feature sets (the fine ones need more machines), and the AE
     assert {"mahalanobis:shape", "knn:spread", "gmm4:shape", "ae"} <= set(cands)
-    assert not any(c.endswith((":fine", ":finespread", ":level")) for c in cands)
+    assert not any(c.endswith((":fine", ":finespread", ":finelow", ":finelowspread", ":level")) for c in cands)
     # every candidate is judged on generated anomalies and the real abnormal validation windows
     assert all({"key", "pseudo_pauc", "real_pauc", "false_alarms"} <= set(v) for v in cands.values())
     best = max(v["key"] for v in cands.values())
@@ -245,9 +273,9 @@ def test_auto_tries_the_fine_feature_sets_only_with_enough_training_groups() -> 
 
     cfg = AnomalyConfig()
     many, few = auto_candidates(cfg, cfg.fine_min_groups), auto_candidates(cfg, cfg.fine_min_groups - 1)
-    assert {n.partition(":")[2] for n in many} == {"fine", "finespread", ""}
+    assert {n.partition(":")[2] for n in many} == {"finelow", ""}
     assert {n.partition(":")[2] for n in few} == {"shape", "spread", ""}
-    assert {"gmm4:fine", "knn:finespread", "ae"} <= set(many) and {"gmm4:shape", "knn:spread", "ae"} <= set(few)
+    assert {"gmm4:finelow", "knn:finelow", "ae"} <= set(many) and {"gmm4:shape", "knn:spread", "ae"} <= set(few)
     assert auto_candidates(cfg) == many  # unknown count: the fine sets
 
 
@@ -290,3 +318,44 @@ def test_hires_statistics_resolve_a_narrow_upper_band_resonance() -> None:
     with torch.no_grad():
         np.testing.assert_allclose(score, m(torch.from_numpy(xs)).numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(emb, m.embed(torch.from_numpy(xs)).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_lowres_statistics_keep_each_low_band_apart() -> None:
+    """``lowres`` keeps each of the lowest 16 of 128 mel bands on its own, where the 8-band pool
+    and the cumulative ``low`` shares put neighbouring tones together; it ignores gain and the
+    upper bands; the exported ONNX graph computes the same as torch."""
+    import onnxruntime as ort
+
+    from ml.anomaly import AnomalyConfig, fit_gmm
+    from ml.export import to_onnx
+    from ml.models.anomaly import LogMelStats, lowres_bands
+
+    assert lowres_bands(128) == 16 and lowres_bands(64) == 8 and lowres_bands(4) == 1
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy((rng.normal(-50, 2, (6, 128, 16)) + np.linspace(0, -20, 128)[None, :, None]).astype(np.float32))
+    parts = ("relmean", "hires", "lowres", "low")
+    stats = LogMelStats(128, band_pool=8, parts=parts)
+    f = stats.raw(x)
+    assert stats.dim == f.shape[1] == 16 + 24 + 16 + len(stats.low_bands)
+    np.testing.assert_allclose(stats.raw(x + 12.0), f, atol=1e-3)  # gain-invariant
+    # the same +12 dB tone in band 3 or band 5: the same pooled band (0-7) and cumulative share of
+    # the lowest 8, but different lowres values
+    lo = slice(40, 56)
+    a, b = x.clone(), x.clone()
+    a[:, 3, :] += 12.0
+    b[:, 5, :] += 12.0
+    fa, fb = stats.raw(a), stats.raw(b)
+    assert (fa[:, lo][:, 3] - f[:, lo][:, 3] > 10.0).all() and (fb[:, lo][:, 5] - f[:, lo][:, 5] > 10.0).all()
+    assert (fa[:, lo][:, 5] - fb[:, lo][:, 5] < -10.0).all()
+    # the upper bands are not in lowres: a change there moves lowres by the level change only
+    z = x.clone()
+    z[:, 100:110, :] += 6.0
+    dz = (stats.raw(z) - f).numpy()[:, lo]
+    np.testing.assert_allclose(dz, dz[:, :1].repeat(16, axis=1), atol=1e-3)
+    xs = np.concatenate([x.numpy(), a.numpy(), b.numpy()])
+    m = fit_gmm(xs, AnomalyConfig(), components=2, parts=parts)
+    proto = to_onnx(m, kind="anomaly", n_mels=128, frames=16)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    (score,) = sess.run(["score"], {"logmel": xs})
+    with torch.no_grad():
+        np.testing.assert_allclose(score, m(torch.from_numpy(xs)).numpy(), rtol=1e-4, atol=1e-4)
