@@ -73,6 +73,8 @@ bench-train: $(VENV)/.dev
 # failed tests/integration/test_calibration.py (docs/data-science.md, generalisation under shift). With the
 # `embedding` output and the card's `learning` block (on-site learning, docs/module.md); the embedding
 # features do not depend on the scoring method, so the scores are the former model's (within 5e-5).
+# --no-refit: the shipped model was fitted on the training machines alone (before `train` refitted the
+# chosen candidate on every normal window), and this recipe rebuilds it as it is.
 MODEL_DATA := build/model-data
 model: $(VENV)/.dev
 	rm -rf $(MODEL_DATA)
@@ -80,7 +82,7 @@ model: $(VENV)/.dev
 		--clips-per-class 4 --snr-db -6 --snr-db 0 --snr-db 6
 	$(PY) -m ml train --data $(MODEL_DATA) --kind anomaly --seed 1 --window-seconds 2.0 --percentile 99.5 \
 		--dataset-note "Auscult synthetic machine sounds (python -m ml synth --seed 1): normal only, \
-	machine IDs 100-163, 4 clips of 10 s each, SNR -6/0/+6 dB" --method gmm4:level \
+	machine IDs 100-163, 4 clips of 10 s each, SNR -6/0/+6 dB" --method gmm4:level --no-refit \
 		--out modules/audioclassifier/audioclassifier/models/model.onnx
 
 clean:

@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "on finelow (on shape and spread with fewer than 8 training machines), keeps the one that detects "
                    "best on held-out machines, shifted speed/gain and generated anomalies, and fits it again on every "
                    "normal file (default)")
+    p.add_argument("--no-refit", action="store_true",
+                   help="anomaly: ship the chosen candidate as fitted on the training groups, without fitting it "
+                        "again on every normal window (make model: the shipped model as it was built)")
     p.add_argument("--no-embedding", action="store_true",
                    help="anomaly: leave out the embedding output and the card's learning block (on-site learning)")
     p.add_argument("--percentile", type=float, default=99.5,
@@ -103,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
                         val_data=args.val_data, test_data=args.test_data, sensor=args.sensor,
                         allow_upsampling=args.allow_upsampling)
     opts.classifier.augment = args.augment
+    opts.anomaly.refit_all = not args.no_refit
     opts.classical.n_mfcc, opts.classical.level, opts.classical.folds = args.n_mfcc, args.mfcc_level, args.cv_folds
     if args.kind == "classical" and args.n_mfcc > params.n_mels:
         print(f"train: --n-mfcc {args.n_mfcc} is more than --n-mels {params.n_mels}")

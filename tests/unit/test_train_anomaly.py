@@ -102,6 +102,20 @@ def test_the_shipped_model_is_refitted_on_every_normal_window(tiny: tuple[Path, 
     assert kept.card.threshold == pytest.approx(res.card.threshold, rel=1e-6)  # the threshold: held-out scores
 
 
+def test_no_refit_on_the_command_line_ships_the_training_groups_fit(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    """``ml train --no-refit`` (what ``make model`` passes to rebuild the shipped model as it was)."""
+    from ml.__main__ import main
+
+    tr, _ = tiny
+    common = ["train", "--data", str(tr), "--kind", "anomaly", "--method", "knn", "--n-fft", str(PARAMS.n_fft),
+              "--hop-length", str(PARAMS.hop_length), "--n-mels", str(PARAMS.n_mels), "--window-seconds", str(WINDOW)]
+    assert main([*common, "--out", str(tmp_path / "refit.onnx")]) == 0
+    assert main([*common, "--no-refit", "--out", str(tmp_path / "kept.onnx")]) == 0
+    refit, kept = read_card(tmp_path / "refit.onnx"), read_card(tmp_path / "kept.onnx")
+    assert "refit" in refit.trained and "refit" not in kept.trained
+    assert kept.threshold == pytest.approx(refit.threshold, rel=1e-6)
+
+
 def test_gamma_threshold_recovers_a_known_percentile() -> None:
     rng = np.random.default_rng(0)
     s = rng.gamma(4.0, 0.5, 5000)
