@@ -11,7 +11,8 @@ edgeHub, with the hub responder behind it), side by side, in one run:
   into the child at fork);
 * cold start (process start to first score, from the module's own log line, against the start
   time the kernel records): the median of ``--cold-runs`` runs per row, the rows interleaved run by
-  run so that any drift in the machine falls on each alike;
+  run so that any drift in the machine falls on each alike; the hour's CPU likewise, the median of
+  ``--hour-runs`` interleaved runs per row (peak RSS: the largest);
 * the baseline: a subprocess that per hop reads the window's samples, recomputes its log-mel with
   librosa and scores it with onnxruntime (one thread), as a naive loop would.
 
@@ -19,7 +20,7 @@ The hour is six 10-minute recordings from :mod:`ml.synth` (faults developing in 
 ``build/bench-audio/``. Prints ``name: value`` lines; the headline lines (the default backend) end
 the output: ``cpu_seconds_per_audio_hour`` (goal <= 2), ``module_vs_librosa_ratio`` (goal <= 0.15),
 ``cold_start_seconds`` (goal <= 0.5), ``peak_rss_mb_local`` and ``peak_rss_mb_hub`` (goal <= 100).
-Usage: ``python bench/module.py [--minutes 60] [--cold-runs 7] [--backends auto,onnxruntime,openvino]``.
+Usage: ``python bench/module.py [--minutes 60] [--cold-runs 7] [--hour-runs 3] [--backends auto,onnxruntime,openvino]``.
 """
 
 from __future__ import annotations
@@ -197,6 +198,8 @@ def main() -> None:
                     help="comma-separated; the first is the headline (default: auto, what ships)")
     ap.add_argument("--modes", default="local,hub", help="local, hub or both (default)")
     ap.add_argument("--cold-runs", type=int, default=7, help="short runs per row for the cold start median")
+    ap.add_argument("--hour-runs", type=int, default=3, help="runs of the hour per row (and of the baseline) for the "
+                    "CPU medians (default 3)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the librosa baseline")
     ap.add_argument("--baseline-worker", nargs=3, metavar=("SOURCE", "MODEL", "HOP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -234,17 +237,24 @@ def main() -> None:
                     out = tmp / f"cold-{backend}-{mode}"
                     colds[(backend, mode)].append(
                         measure(module_cmd(short, args.model, backend, out), env_for(mode))["cold"])
-            hour: dict[tuple[str, str], dict[str, Any]] = {}
-            for backend, mode in rows:
-                out = tmp / f"hour-{backend}-{mode}"
-                hour[(backend, mode)] = measure(module_cmd(source, args.model, backend, out), env_for(mode))
+            # the hour, --hour-runs times, interleaved like the cold starts (the baseline too): the
+            # figures are medians, so a drift in the machine's speed falls on every row alike
+            runs: dict[tuple[str, str], list[dict[str, Any]]] = {r: [] for r in rows}
+            bcpus: list[float] = []
+            for i in range(args.hour_runs):
+                for backend, mode in rows:
+                    out = tmp / f"hour-{backend}-{mode}-{i}"
+                    runs[(backend, mode)].append(measure(module_cmd(source, args.model, backend, out), env_for(mode)))
+                if not args.no_baseline:
+                    bcpus.append(run_measured([sys.executable, __file__, "--baseline-worker", str(source),
+                                               str(args.model), "1"])[0])
+            hour = {r: {**rs[0], "cpu": statistics.median(x["cpu"] for x in rs), "rss": max(x["rss"] for x in rs),
+                        "cpu_runs": [x["cpu"] for x in rs]} for r, rs in runs.items()}
         finally:
             if hub:
                 hub.close()
 
-    bcpu = None
-    if not args.no_baseline:
-        bcpu, _, _, _ = run_measured([sys.executable, __file__, "--baseline-worker", str(source), str(args.model), "1"])
+    bcpu = statistics.median(bcpus) if bcpus else None
 
     print(f"audio: {source.name} ({args.minutes:g} min), model: {args.model.name}, rows: "
           + ", ".join(f"{b}/{m}" for b, m in rows))
@@ -257,11 +267,13 @@ def main() -> None:
         r, key = hour[(backend, mode)], f"{backend}_{mode}"
         print(f"{key}_engine: {r['engine']}")
         print(f"{key}_cpu_seconds_per_audio_hour: {r['cpu'] / audio_hours:.2f}")
+        print(f"{key}_cpu_seconds_per_audio_hour_runs: {' '.join(f'{c / audio_hours:.2f}' for c in r['cpu_runs'])}")
         print(f"{key}_peak_rss_mb: {r['rss']:.1f}")
         print(f"{key}_cold_start_seconds: {statistics.median(colds[(backend, mode)]):.3f}")
         print(f"{key}_cold_start_runs: {' '.join(f'{c:.3f}' for c in colds[(backend, mode)])}")
     if bcpu is not None:
         print(f"baseline_cpu_seconds_per_audio_hour: {bcpu / audio_hours:.2f}")
+        print(f"baseline_cpu_seconds_per_audio_hour_runs: {' '.join(f'{c / audio_hours:.2f}' for c in bcpus)}")
 
     # the headline: the first backend (auto: what ships), local mode for CPU and cold start
     head = backends[0]
