@@ -57,7 +57,9 @@ def test_gmm_learns_normal_and_flags_faults(tiny: tuple[Path, Path], tmp_path: P
 
 def test_threshold_is_the_gamma_percentile_of_normal_validation_scores(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     tr, _ = tiny
-    res = train(_opts(tr, tmp_path / "m.onnx", method="mahalanobis", percentile=80.0), say=lambda s: None)
+    val_groups = ["id_03"]  # named, so the test knows the split the run made
+    res = train(_opts(tr, tmp_path / "m.onnx", method="mahalanobis", percentile=80.0, val_groups=val_groups),
+                say=lambda s: None)
     from ml.anomaly import AnomalyConfig, fit_method, score_windows
     from ml.dataset import scan_tree
     from ml.windows import load_windows
@@ -65,10 +67,9 @@ def test_threshold_is_the_gamma_percentile_of_normal_validation_scores(tiny: tup
     # recompute the validation normal scores of the split the run made (the method fitted on the
     # training groups alone: the shipped model is refitted on every normal window) and fit the gamma again
     ws = load_windows(scan_tree(tr), params=PARAMS, window_seconds=WINDOW, progress=False)
-    val_groups = set(eval(res.card.trained["split"].split("validation groups ")[1]))
     normal = ws.labels == "normal"
-    sel = np.isin(ws.groups, list(val_groups)) & normal
-    held_out_fit = fit_method("mahalanobis", ws.x[~np.isin(ws.groups, list(val_groups)) & normal], AnomalyConfig())
+    sel = np.isin(ws.groups, val_groups) & normal
+    held_out_fit = fit_method("mahalanobis", ws.x[~np.isin(ws.groups, val_groups) & normal], AnomalyConfig())
     s = score_windows(held_out_fit, ws.x[sel])
     expect = gamma_threshold(s, percentile=80.0)
     assert res.card.threshold == pytest.approx(expect.threshold, rel=1e-4)
@@ -83,10 +84,10 @@ def test_the_shipped_model_is_refitted_on_every_normal_window(tiny: tuple[Path, 
     from ml.windows import load_windows
 
     tr, _ = tiny
-    res = train(_opts(tr, tmp_path / "m.onnx", method="knn"), say=lambda s: None)
+    val_groups = ["id_03"]
+    res = train(_opts(tr, tmp_path / "m.onnx", method="knn", val_groups=val_groups), say=lambda s: None)
     ws = load_windows(scan_tree(tr), params=PARAMS, window_seconds=WINDOW, progress=False)
     normal = ws.labels == "normal"
-    val_groups = list(eval(res.card.trained["split"].split("validation groups ")[1]))
     x_val = ws.x[normal & np.isin(ws.groups, val_groups)]
     # the shipped model heard the validation machines: their windows are its own references
     assert np.allclose(score_windows(res.model, x_val), 0.0, atol=1e-4)
@@ -94,7 +95,7 @@ def test_the_shipped_model_is_refitted_on_every_normal_window(tiny: tuple[Path, 
     every = fit_method("knn", ws.x[normal], AnomalyConfig())
     assert np.allclose(score_windows(res.model, ws.x), score_windows(every, ws.x), rtol=1e-4, atol=1e-5)
     # without the refit, the model is the one fitted on the training groups alone
-    o = _opts(tr, tmp_path / "n.onnx", method="knn")
+    o = _opts(tr, tmp_path / "n.onnx", method="knn", val_groups=val_groups)
     o.anomaly.refit_all = False
     kept = train(o, say=lambda s: None)
     assert "refit" not in kept.card.trained
