@@ -15,7 +15,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import json  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
@@ -181,19 +180,19 @@ def main(argv: list[str] | None = None) -> int:
         # scored; without the hub, after a bounded wait, the ones the last run kept are.
         hub.wait_for_twin(config.hub.twin_wait_seconds if config.hub is not None else 0.0)
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("%s: finishing", signal.Signals(signum).name)
-        runtime.stop()
-        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+    from audioclassifier.stopsignal import stop_on_signals
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        return runtime.run()
-    finally:
-        if web is not None:
-            web.close()
-        (hub or sink).close()
+    def on_stop(name: str) -> None:
+        log.info("%s: finishing", name)
+        runtime.stop()
+
+    with stop_on_signals(on_stop):  # a second signal ends the process at once
+        try:
+            return runtime.run()
+        finally:
+            if web is not None:
+                web.close()
+            (hub or sink).close()
 
 
 if __name__ == "__main__":

@@ -229,7 +229,8 @@ class Runtime:
     # -- lifecycle and the worker's loop ----------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the worker to finish (safe from signal handlers and other threads)."""
+        """Ask the worker to finish, from another thread (a signal handler goes through
+        :mod:`audioclassifier.stopsignal`: this takes locks the interrupted worker may hold)."""
         self._stop.set()
         self.source.close()
 
