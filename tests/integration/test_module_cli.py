@@ -133,12 +133,13 @@ def test_imports_only_what_the_job_needs(story: dict, tmp_path: Path) -> None:
     assert json.loads(r.stdout.splitlines()[-1]) == [0, []], r.stderr
 
 
-def test_sigterm_stops_cleanly_and_flushes(story: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])  # openvino: with its compiled-model cache
+def test_sigterm_stops_cleanly_and_flushes(story: dict, tmp_path: Path, backend: str) -> None:
     out = tmp_path / "out"
     wlog = tmp_path / "w.jsonl"
     p = subprocess.Popen([sys.executable, "-m", "audioclassifier", "--source", str(story["wav"]), "--model",
                           str(story["model"]), "--speed", "realtime", "--local-out", str(out), "--backend",
-                          "onnxruntime", "--window-log", str(wlog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          backend, "--window-log", str(wlog)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     try:
         deadline = time.monotonic() + 60
