@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from audioclassifier.backends import ModelError, load_model
+from audioclassifier.backends import ModelError, load_model, openvino_core
 from audioclassifier.config import DEFAULT_MODEL
 from audioclassifier.features import logmel
 from harness.audio import tone
@@ -101,6 +102,33 @@ def test_openvino_compiles_through_a_bounded_model_cache_and_runs_without_one(tm
     np.testing.assert_array_equal(plain.score_batch(x)[0], first.score_batch(x)[0])
     ort = load_model(DEFAULT_MODEL, backend="onnxruntime", cache_dir=tmp_path / "unused")
     assert ort.backend.name == "onnxruntime" and not (tmp_path / "unused").exists()
+
+
+def test_sigterm_still_stops_after_a_model_swap_on_another_thread(tmp_path: Path) -> None:
+    """OpenVINO's CPU plugin points the alternate signal stack of the thread that creates it at
+    memory it frees with the plugin. A model loaded on another thread (a model update) with the
+    first one dropped made the next SIGTERM a segfault, every time, before the process kept one
+    Core. In a process of its own, as the module runs, with the module's stop signal."""
+    code = textwrap.dedent(f"""
+        import gc, os, signal, threading
+        from audioclassifier.backends import load_model
+        from audioclassifier.stopsignal import stop_on_signals
+        models = [load_model({str(DEFAULT_MODEL)!r}, backend="openvino", device="CPU",
+                             cache_dir=__import__("pathlib").Path({str(tmp_path / "cache")!r}))]
+        def update():
+            models[0] = load_model({str(DEFAULT_MODEL)!r}, backend="openvino", device="CPU")
+            gc.collect()
+        t = threading.Thread(target=update)
+        t.start()
+        t.join()
+        stopped = threading.Event()
+        with stop_on_signals(lambda name: stopped.set()):
+            os.kill(os.getpid(), signal.SIGTERM)
+            print("stopped" if stopped.wait(10) else "not stopped", models[0].backend.cache_dir)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
+    assert r.stdout.split() == ["stopped", "None"]  # and the second model compiled without the first's cache
 
 
 def test_auto_takes_onnxruntime_on_a_cpu_only_machine_without_importing_openvino(tmp_path: Path) -> None:
@@ -195,10 +223,8 @@ def test_openvino_computes_in_f32_by_default_on_any_cpu(tmp_path: Path, device: 
 
 
 def test_lower_precision_is_an_explicit_opt_in_and_says_what_it_got(tmp_path: Path) -> None:
-    import openvino as ov
-
     path = make_model(tmp_path / "m.onnx")
-    capable = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    capable = "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     m = load_model(path, backend="openvino", device="CPU", precision="bf16")
     assert m.backend.precision == ("bf16" if capable else "f32")  # a CPU without bf16 falls back, and says so
     with pytest.raises(ValueError, match="precision must be one of"):

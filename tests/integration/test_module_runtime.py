@@ -181,7 +181,7 @@ def test_device_change_recompiles_openvino(tmp_path: Path) -> None:
 
 
 def test_precision_change_recompiles_and_is_reported(tmp_path: Path) -> None:
-    import openvino as ov
+    from audioclassifier.backends import openvino_core
 
     model = make_model(tmp_path / "m.onnx")
     sink = LocalSink(tmp_path / "out")
@@ -191,7 +191,7 @@ def test_precision_change_recompiles_and_is_reported(tmp_path: Path) -> None:
     before = rt.model
     rt.apply_settings(replace(rt.settings, precision="bf16"))
     assert rt.model is not before  # recompiled
-    capable = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    capable = "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     assert rt.status()["precision"] == ("bf16" if capable else "f32")  # what it got, not what was asked
     assert rt.status()["settings"]["precision"] == "bf16"
     rt.apply_settings(replace(rt.settings, precision="f32"))

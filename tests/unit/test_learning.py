@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import openvino as ov
 import pytest
 import torch
 
+from audioclassifier.backends import openvino_core
 from audioclassifier.card import CardError, ModelCard, read_card
 from audioclassifier.learning import (
     FORMAT_VERSION,
@@ -232,7 +232,7 @@ def test_embedding_output_agrees_across_torch_onnxruntime_openvino(tmp_path: Pat
         want_s = model(torch.from_numpy(xt)).numpy()
         want_e = model.learning_stats(torch.from_numpy(xt)).numpy()
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = openvino_core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     for batch in (xt[:1], xt):
         n = len(batch)
         s_ort, e_ort = sess.run(["score", "embedding"], {"logmel": batch})

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +42,7 @@ from audioclassifier.devices import choose_engine, find_accelerators, installed_
 from audioclassifier.errors import FatalError
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "LoadedModel", "ModelError", "import_onnxruntime", "import_openvino",
-           "load_model"]
+           "load_model", "openvino_core"]
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +145,49 @@ def _precision_name(value: Any) -> str:
     text = str(getattr(value, "get_type_name", lambda: value)()).strip().lower()
     return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(text, text)
 
+_CORE_LOCK = threading.Lock()
+_CORE: Any = None
+_DEVICE_PRECISION: dict[str, Any] = {}  # each device's own INFERENCE_PRECISION_HINT, before we set any
+
+
+def _shared_core(ov: Any) -> Any:
+    """The process's one ``ov.Core``: made on first use, never released. Call with ``_CORE_LOCK`` held
+    (its properties are set for each model just before that model compiles).
+
+    Why one: OpenVINO's CPU plugin points the alternate signal stack of the thread that creates it
+    at memory it frees with the plugin. Once a Core was released, the next signal that thread took
+    (SIGTERM from ``docker stop``) was a segfault, not a clean stop: seen every time after a model
+    was loaded on another thread (a model update) and the first one dropped."""
+    global _CORE
+    if _CORE is None:
+        core = ov.Core()
+        for dev in core.available_devices:
+            try:
+                _DEVICE_PRECISION[dev] = core.get_property(dev, "INFERENCE_PRECISION_HINT")
+            except Exception:  # noqa: BLE001 - a device without the property
+                pass
+        _CORE = core
+    return _CORE
+
+
+def openvino_core() -> Any:
+    """The process's one ``ov.Core`` (see :func:`_shared_core`), for reading device properties;
+    code that compiles a model goes through :class:`OpenVinoBackend`."""
+    with _CORE_LOCK:
+        return _shared_core(import_openvino())
+
+
 def _configure_devices(core: Any, precision: str) -> None:
-    """Per-device properties, set on the core so that AUTO's choice gets them too."""
+    """Per-device properties, set on the core so that AUTO's choice gets them too (``device``: the
+    device's own precision, put back if an earlier model on this core set another)."""
     for dev in core.available_devices:
         props: dict[str, Any] = {}
         if dev.startswith("CPU"):
             props.update({"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
         if precision != "device":
             props["INFERENCE_PRECISION_HINT"] = precision
+        elif dev in _DEVICE_PRECISION:
+            props["INFERENCE_PRECISION_HINT"] = _DEVICE_PRECISION[dev]
         try:
             supported = set(core.get_property(dev, "SUPPORTED_PROPERTIES"))
             props = {k: v for k, v in props.items() if k in supported}
@@ -197,30 +233,33 @@ class OpenVinoBackend:
             ov = import_openvino()
         except ImportError as exc:
             raise ModelError(path, f"OpenVINO is not installed ({exc})") from exc
-        core = ov.Core()
-        _configure_devices(core, precision)
-        self.cache_dir = _use_cache(core, cache_dir) if cache_dir is not None else None
-        try:
-            model = core.read_model(str(path))
-        except Exception as exc:
-            raise ModelError(path, f"OpenVINO cannot read it ({_first_line(exc)})") from exc
-        self.metadata: dict[str, str] = {}
-        if model.has_rt_info(["framework", CARD_KEY]):
-            self.metadata[CARD_KEY] = model.get_rt_info(["framework", CARD_KEY]).astype(str)
-        self.inputs = [(i.get_any_name(), list(i.get_partial_shape())) for i in model.inputs]
-        self.outputs = [o.get_any_name() for o in model.outputs]
-        try:
-            self._compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": "LATENCY"})
-        except Exception as exc:
-            raise ModelError(path, f"OpenVINO cannot compile it for {device} ({_first_line(exc)})") from exc
-        try:
-            devices = [str(d) for d in self._compiled.get_property("EXECUTION_DEVICES")]
-        except Exception:  # noqa: BLE001
-            devices = [device]
-        self.device = ",".join(devices) if device == "AUTO" else device
-        self.requested_device = device
-        self.requested_precision = precision
-        self.precision = self._compiled_precision(core, devices)
+        with _CORE_LOCK:  # the core's properties are this model's until it has compiled
+            core = _shared_core(ov)
+            _configure_devices(core, precision)
+            self.cache_dir = _use_cache(core, cache_dir) if cache_dir is not None else None
+            if self.cache_dir is None:
+                core.set_property({"CACHE_DIR": ""})  # no cache for this one, whatever the last model had
+            try:
+                model = core.read_model(str(path))
+            except Exception as exc:
+                raise ModelError(path, f"OpenVINO cannot read it ({_first_line(exc)})") from exc
+            self.metadata: dict[str, str] = {}
+            if model.has_rt_info(["framework", CARD_KEY]):
+                self.metadata[CARD_KEY] = model.get_rt_info(["framework", CARD_KEY]).astype(str)
+            self.inputs = [(i.get_any_name(), list(i.get_partial_shape())) for i in model.inputs]
+            self.outputs = [o.get_any_name() for o in model.outputs]
+            try:
+                self._compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": "LATENCY"})
+            except Exception as exc:
+                raise ModelError(path, f"OpenVINO cannot compile it for {device} ({_first_line(exc)})") from exc
+            try:
+                devices = [str(d) for d in self._compiled.get_property("EXECUTION_DEVICES")]
+            except Exception:  # noqa: BLE001
+                devices = [device]
+            self.device = ",".join(devices) if device == "AUTO" else device
+            self.requested_device = device
+            self.requested_precision = precision
+            self.precision = self._compiled_precision(core, devices)
         self._request = self._compiled.create_infer_request()
         self._out_indices = [0]
 
