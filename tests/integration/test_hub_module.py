@@ -217,14 +217,18 @@ def test_outbox_quota_drops_oldest_telemetry_and_reports_it(module, hub, broker,
     assert tele == sorted(tele) and tele[0] > 1  # the oldest telemetry is what was dropped
 
 
-def test_model_over_the_air_and_methods_through_the_real_module(module, hub, azurite, recordings, tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["auto", "openvino"])
+def test_model_over_the_air_and_methods_through_the_real_module(module, hub, azurite, recordings, tmp_path,
+                                                                backend: str) -> None:
     """The twin's model {url, sha256, version} swaps the running module's model; a bad hash keeps
-    it; captureClip records field audio that lands in blob storage; selfTest and getStatus answer."""
+    it; captureClip records field audio that lands in blob storage; selfTest and getStatus answer;
+    then SIGTERM stops it cleanly (on OpenVINO too, whose swapped-out model once turned it into a
+    segfault)."""
     from harness.models import tiny_model
 
     v2, sha2 = tiny_model(tmp_path / "v2.onnx", version="2")
     v3, _ = tiny_model(tmp_path / "v3.onnx", version="3")
-    module.start(recordings["long"], recordings["model"], speed="1.5")
+    module.start(recordings["long"], recordings["model"], speed="1.5", extra=("--backend", backend))
     hub.wait_for(lambda h: h.reported.get("status", {}).get("model", {}).get("version") == "1", 30)
 
     hub.set_desired({"model": {"url": v2.as_uri(), "sha256": sha2, "version": "2"}})
@@ -232,6 +236,8 @@ def test_model_over_the_air_and_methods_through_the_real_module(module, hub, azu
     assert hub.reported["model_update"]["version"] == "2"
     status, body = hub.invoke("getStatus")
     assert status == 200 and body["model"]["version"] == "2"
+    if backend == "openvino":
+        assert body["model"]["backend"] == "openvino", body["model"]
 
     hub.set_desired({"model": {"url": v3.as_uri(), "sha256": "0" * 64, "version": "3"}})
     hub.wait_for(lambda h: h.reported.get("model_update", {}).get("state") == "failed", 30)
