@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from audioclassifier.backends import openvino_core
+from audioclassifier.backends import OpenVinoBackend
 from audioclassifier.card import CardError, ModelCard, read_card
 from audioclassifier.learning import (
     FORMAT_VERSION,
@@ -232,13 +232,12 @@ def test_embedding_output_agrees_across_torch_onnxruntime_openvino(tmp_path: Pat
         want_s = model(torch.from_numpy(xt)).numpy()
         want_e = model.learning_stats(torch.from_numpy(xt)).numpy()
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    compiled = openvino_core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = OpenVinoBackend(path, "CPU")  # f32, as the module compiles it
+    compiled.select_output("score", "embedding")
     for batch in (xt[:1], xt):
         n = len(batch)
         s_ort, e_ort = sess.run(["score", "embedding"], {"logmel": batch})
-        res = compiled({"logmel": batch})
-        s_ov = res[compiled.output("score")]
-        e_ov = res[compiled.output("embedding")]
+        s_ov, e_ov = compiled.infer_all(batch)
         assert e_ort.shape == e_ov.shape == (n, dim) and e_ort.dtype == np.float32
         np.testing.assert_allclose(e_ort, want_e[:n], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(e_ov, want_e[:n], rtol=1e-3, atol=1e-3)
